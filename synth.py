@@ -1,0 +1,596 @@
+"""
+synth.py: synthetic "textbooks" and "exercises" from any OpenAI-compatible LLM (phi-1, section 2.2).
+
+phi-1's second data idea: about 1B tokens of GPT-3.5-written textbook sections (prose with worked
+code) and 180M tokens of exercises (a function signature with a docstring, then its solution).
+Its hard part is diversity, so every prompt here is assembled from random draws: a topic and
+subtopic from a built-in taxonomy, an audience, a style, a difficulty, random words to weave in
+and a coding constraint (the paper's "randomness in the prompt", as in TinyStories / Cosmopedia).
+Row i of seed s always gets the same prompt, so its id f"{kind}-{s}-{i}" is stable: a killed run
+resumes where it stopped, and a rerun with a larger --n tops the file up.
+
+    python llm.py serve --port 8080 &          # the local SmolLM2 teacher (or any other endpoint)
+    python synth.py textbooks --n 200 --out data/textbooks.jsonl --workers 2
+    python synth.py exercises --n 200 --out data/exercises.jsonl --workers 2
+    python synth.py decontaminate data/exercises.jsonl --out data/exercises.clean.jsonl
+    python synth.py report data/textbooks.jsonl  # distinct n-grams, near duplicates, coverage
+
+A paid endpoint: --api-base https://api.openai.com/v1 --model gpt-4o-mini --rpm 500
+--price-in 0.15 --price-out 0.60 (key in $OPENAI_API_KEY). Each row is one JSON line with `text`
+(what prepare.py reads) and its generation parameters. Answers that fail validation are never
+written to --out; they go to FILE.rejected.jsonl with the reason (paid for, so kept for reading,
+and not asked again on resume: delete that file to retry them). FILE.report.json gets the counts,
+tokens, cost and the diversity report at the end of each run.
+"""
+
+import argparse
+import ast
+import collections
+import concurrent.futures as cf
+import doctest
+import hashlib
+import itertools
+import json
+import os
+import random
+import re
+import sys
+import textwrap
+import threading
+import time
+import types
+import zlib
+
+import numpy as np
+import requests
+from tqdm import tqdm
+
+from evaluate import run_programs
+from llm import LLMError, add_llm_args, chat
+from prepare import atomic_write, iter_jsonl
+
+# ----------------------------------------------------------------------------
+# Diversity by construction: the pieces a prompt is drawn from.
+
+TOPICS = {
+    "Python basics": ["variables and assignment", "numbers and arithmetic", "strings and f-strings",
+                      "booleans and comparisons", "if/elif/else", "while loops", "for loops and range",
+                      "truthiness and None"],
+    "Data structures": ["lists and slicing", "tuples and unpacking", "dictionaries", "sets",
+                        "stacks and queues with deque", "heaps with heapq", "linked lists",
+                        "dataclasses and namedtuples"],
+    "Functions": ["default and keyword arguments", "*args and **kwargs", "closures", "decorators",
+                  "recursion", "higher-order functions and lambda", "scope", "type hints"],
+    "Iteration": ["list comprehensions", "generators and yield", "the iterator protocol", "itertools",
+                  "enumerate and zip", "map, filter and reduce", "generator expressions", "lazy pipelines"],
+    "Object-oriented programming": ["classes and instances", "inheritance", "special methods",
+                                    "properties", "class and static methods", "abstract base classes",
+                                    "composition", "__slots__"],
+    "Strings and text": ["string methods", "regular expressions", "splitting and joining",
+                         "text alignment and formatting", "unicode and encodings", "tokenizing text",
+                         "palindromes and anagrams", "searching in text"],
+    "Sorting and searching": ["binary search", "insertion sort", "merge sort", "quicksort",
+                              "sorting with key functions", "two pointers", "sliding window",
+                              "finding the k-th smallest element"],
+    "Dynamic programming": ["memoization", "climbing stairs and Fibonacci", "knapsack",
+                            "longest common subsequence", "edit distance", "coin change",
+                            "backtracking", "divide and conquer"],
+    "Graphs and trees": ["binary trees", "tree traversals", "binary search trees", "breadth-first search",
+                         "depth-first search", "Dijkstra's shortest paths", "topological sort", "union-find"],
+    "Mathematics": ["prime numbers", "greatest common divisor", "modular arithmetic", "combinatorics",
+                    "matrices as nested lists", "number bases", "fractions", "mean, median and mode"],
+    "Errors and exceptions": ["try and except", "raising exceptions", "custom exception classes",
+                              "finally and cleanup", "assertions", "input validation", "context managers",
+                              "error messages"],
+    "Files and data formats": ["reading text files", "writing files", "pathlib", "JSON", "CSV",
+                               "bytes and binary data", "walking directories", "configuration files"],
+    "Standard library": ["collections.Counter", "collections.defaultdict", "datetime",
+                         "functools.lru_cache and partial", "the math module", "the random module",
+                         "the string module", "bisect"],
+    "Testing and debugging": ["unit tests", "doctests", "edge cases", "debugging with print and pdb",
+                              "test-driven development", "mocking", "invariants", "reading tracebacks"],
+    "Performance": ["big-O complexity", "profiling", "choosing a data structure", "caching",
+                    "avoiding quadratic loops", "vectorizing with NumPy", "memory use", "streaming big data"],
+    "Concurrency": ["threads", "the GIL", "multiprocessing", "asyncio basics", "queues between workers",
+                    "locks and race conditions", "futures and executors", "timeouts and retries"],
+    "Data processing": ["grouping and aggregating", "filtering records", "joining two datasets",
+                        "parsing log lines", "cleaning messy data", "counting and histograms",
+                        "transposing tables", "batching and pagination"],
+    "Simulation and games": ["random walks", "dice and cards", "tic-tac-toe", "cellular automata",
+                             "bank accounts", "inventory systems", "queues at a shop", "grid puzzles"],
+    "Bits and encodings": ["binary representation", "bitwise operators", "bit masks", "checksums",
+                           "run-length encoding", "base64", "Caesar ciphers", "hash functions"],
+    "Software design": ["modules and packages", "naming and readability", "refactoring", "immutability",
+                        "protocols and duck typing", "dependency injection", "state machines",
+                        "command-line programs"],
+}
+AUDIENCES = ["complete beginners", "high-school students", "first-year computer science students",
+             "self-taught programmers", "data scientists", "programmers coming from Java",
+             "competitive programmers", "engineers preparing for interviews"]
+STYLES = {  # a textbook's voice; an exercise's framing
+    "textbooks": ["a formal textbook chapter", "a friendly tutorial built around an analogy",
+                  "a step-by-step walkthrough", "a problem first, then the idea that solves it",
+                  "a concise reference with examples", "a short story that teaches the idea",
+                  "lecture notes ending with a practice question", "a comparison of two approaches"],
+    "exercises": ["a real-world task", "a puzzle", "a data-cleaning task", "a game rule",
+                  "a scientific calculation", "a text-processing utility", "a money calculation",
+                  "an interview question"],
+}
+DIFFICULTIES = ["introductory", "easy", "medium", "hard"]
+CONSTRAINTS = ["uses a list comprehension", "uses a dict comprehension", "uses a set",
+               "handles an empty list", "handles negative numbers", "uses recursion", "uses a while loop",
+               "makes a single pass over the data", "uses a generator", "raises ValueError on invalid input",
+               "uses collections.Counter", "uses collections.defaultdict", "uses enumerate", "uses zip",
+               "uses sorted with a key function", "uses the itertools module", "needs no imports",
+               "returns a new object instead of changing its input", "uses early returns",
+               "runs in O(n log n) time or better", "uses a dictionary for memoization",
+               "ignores upper and lower case", "uses string slicing", "uses integer division and modulo"]
+WORDS = """apple anchor badger balloon bakery bicycle blanket bridge butterfly cactus camera candle canyon
+castle cherry cinema cloud comet compass cookie coral cottage crayon crystal desert diamond dolphin dragon
+drum eagle engine feather festival firefly forest fountain garden glacier guitar hammer harbor helmet
+honey island jacket jungle kettle kite ladder lantern lemon library lighthouse lion magnet maple market
+meadow mirror moon mountain museum mushroom needle nest ocean orchard owl paint parrot pebble pepper
+piano pirate planet pocket pumpkin puzzle quilt rabbit railway rainbow river robot rocket saddle sailor
+satellite school shell shovel snail snow spider sponge squirrel stadium station storm sugar sunflower
+telescope temple tiger tomato tower tractor treasure tunnel turtle umbrella valley violin volcano wagon
+wallet waterfall whale whistle window wizard wolf yarn zebra""".split()
+
+EXERCISE_EXAMPLE = '''```python
+from typing import List
+
+
+def count_vowels(words: List[str]) -> int:
+    """Return how many vowels (a, e, i, o, u) the words hold in total.
+    >>> count_vowels(["banana", "sky"])
+    3
+    >>> count_vowels([])
+    0
+    """
+    return sum(ch in "aeiou" for word in words for ch in word.lower())
+```'''
+
+
+def sample_params(kind, seed, i):
+    """The random draws behind row i. Seeding with the string (kind, seed, i) makes row i's prompt
+    independent of every other row and of how many workers ran, so ids are stable across resumes."""
+    rng = random.Random(f"{kind}:{seed}:{i}")
+    topic = rng.choice(sorted(TOPICS))
+    return {"id": f"{kind}-{seed}-{i}", "kind": kind, "topic": topic, "subtopic": rng.choice(TOPICS[topic]),
+            "audience": rng.choice(AUDIENCES), "style": rng.choice(STYLES[kind]),
+            "difficulty": rng.choice(DIFFICULTIES), "words": rng.sample(WORDS, 3 if kind == "textbooks" else 2),
+            "constraint": rng.choice(CONSTRAINTS), "seed": seed, "index": i}
+
+
+def make_messages(p):
+    """The chat messages for one row's parameters. Short, concrete instructions and one example of
+    the output format: small teachers (SmolLM2-135M) follow those far better than long ones."""
+    if p["kind"] == "textbooks":
+        user = (f"Write a section of a Python textbook about {p['subtopic']} ({p['topic']}) "
+                f"for {p['audience']}, written as {p['style']}, at {p['difficulty']} level. "
+                f"Work these words into the text: {', '.join(p['words'])}.\n"
+                f"Explain the idea in clear prose, then give a worked example in a ```python code block "
+                f"whose code {p['constraint']}, and explain what it does. Use about 400 words.")
+        return [{"role": "system", "content": "You are an expert Python teacher who writes clear textbooks."},
+                {"role": "user", "content": user}]
+    user = (f"Write a new Python exercise in the style of HumanEval about {p['subtopic']} ({p['topic']}) "
+            f"for {p['audience']}: {p['style']}, {p['difficulty']} difficulty, themed on "
+            f"{' and '.join(p['words'])}. The solution {p['constraint']}.\n"
+            f"Reply with one ```python code block holding the imports, a function with type hints, a "
+            f"docstring that states the task and gives two or three examples as >>> lines, each followed "
+            f"by its exact result, and then the function body. Format example:\n{EXERCISE_EXAMPLE}")
+    return [{"role": "system", "content": "You are an expert Python teacher who writes programming exercises."},
+            {"role": "user", "content": user}]
+
+
+# ----------------------------------------------------------------------------
+# Parsing: lenient in what we extract from a reply, strict in what we accept.
+
+def fenced_blocks(text):
+    """(language, code) of each ``` block; an unclosed last block counts (a reply cut at max_tokens)."""
+    blocks, lang, lines = [], "", None
+    for line in text.splitlines():
+        if line.strip().startswith("```"):
+            if lines is None:
+                lang, lines = line.strip()[3:].strip().lower(), []
+            else:
+                blocks.append((lang, "\n".join(lines)))
+                lines = None
+        elif lines is not None:
+            lines.append(line)
+    if lines is not None:
+        blocks.append((lang, "\n".join(lines)))
+    return blocks
+
+
+def parse_prefix(code):
+    """The longest run of whole lines, from the first line that looks like code, that parses.
+    Small models wrap code in prose or run past its end; we keep just the code."""
+    lines = textwrap.dedent(code).splitlines()
+    start = next((k for k, s in enumerate(lines) if re.match(r"(def |async def |from |import |@)", s)), None)
+    if start is None:
+        return None
+    lines = lines[start:]
+    for end in range(len(lines), 0, -1):
+        try:
+            return ast.parse("\n".join(lines[:end])), lines[:end]
+        except (SyntaxError, ValueError):
+            continue
+    return None
+
+
+def parse_textbook(reply):
+    """A textbook section: enough prose, balanced fences, and at least one Python block that parses."""
+    text = reply.strip()
+    if sum(line.strip().startswith("```") for line in text.splitlines()) % 2:
+        raise ValueError("unclosed code block (reply cut short?)")
+    blocks = [code for lang, code in fenced_blocks(text) if lang in ("", "python", "py", "python3")]
+    if not blocks:
+        raise ValueError("no python code block")
+    if not any(_parses(code) for code in blocks):
+        raise ValueError("no code block parses")
+    prose = re.sub(r"```.*?```", " ", text, flags=re.S)
+    if len(prose.split()) < 80:
+        raise ValueError("too little prose")
+    return {"text": text + "\n"}
+
+
+def _parses(code):
+    try:
+        ast.parse(textwrap.dedent(code))
+        return code.strip() != ""
+    except (SyntaxError, ValueError):
+        return False
+
+
+def parse_exercise(reply):
+    """Split a reply into a HumanEval-style prompt (imports, signature, docstring with >>> examples)
+    and its solution (the body after the docstring). Everything else in the reply is dropped."""
+    candidates = [code for lang, code in fenced_blocks(reply) if lang in ("", "python", "py", "python3")]
+    problem = "no function with a docstring holding >>> examples"
+    for code in candidates + [reply]:
+        parsed = parse_prefix(code)
+        if parsed is None:
+            continue
+        tree, lines = parsed
+        fns = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+               and ">>>" in (ast.get_docstring(n) or "")]
+        if not fns:
+            continue
+        fn = fns[0]
+        doc = ast.get_docstring(fn)
+        examples = doctest.DocTestParser().get_examples(doc)
+        if not any(fn.name in ex.source for ex in examples):
+            problem = "no example calls the function"
+            continue
+        body = fn.body[1:]
+        if not body or all(isinstance(s, ast.Pass) or (isinstance(s, ast.Expr) and
+                           isinstance(s.value, ast.Constant)) for s in body):
+            problem = "empty solution"
+            continue
+        first = fn.decorator_list[0].lineno if fn.decorator_list else fn.lineno
+        imports = [line for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))
+                   for line in lines[n.lineno - 1:n.end_lineno]]
+        prompt = ("\n".join(imports) + "\n\n\n" if imports else "") + \
+            "\n".join(lines[first - 1:fn.body[0].end_lineno]) + "\n"
+        solution = "\n".join(lines[fn.body[0].end_lineno:fn.end_lineno]) + "\n"
+        try:
+            ast.parse(prompt + solution)
+        except SyntaxError:
+            problem = "prompt + solution do not parse"
+            continue
+        return {"text": prompt + solution, "prompt": prompt, "solution": solution,
+                "entry_point": fn.name, "n_examples": len(examples), "docstring": doc}
+    raise ValueError(problem)
+
+
+def doctest_program(row):
+    """A program that runs the docstring's >>> examples against the solution, failing if any fails."""
+    return (row["text"] + "\n\nimport doctest as _doctest\n_out = []\n"
+            "_runner = _doctest.DocTestRunner(optionflags=_doctest.ELLIPSIS | _doctest.NORMALIZE_WHITESPACE)\n"
+            f"_test = _doctest.DocTestParser().get_doctest({row['docstring']!r}, dict(globals()), "
+            f"{row['entry_point']!r}, None, 0)\n"
+            "_runner.run(_test, out=_out.append)\n"
+            "assert _runner.tries and not _runner.failures, ''.join(_out)[-400:]\n")
+
+
+# ----------------------------------------------------------------------------
+# Duplicates: exact (hash of normalised text) and near (MinHash signatures + LSH banding).
+
+NUM_PERM, BANDS = 128, 16  # 16 bands of 8 rows: pairs above Jaccard ~0.7 (=(1/16)**(1/8)) meet in a bucket
+PRIME = (1 << 31) - 1      # hash values < 2**31, so a*x + b stays below 2**63 in uint64
+_rng = np.random.default_rng(20230620)
+PERM_A = _rng.integers(1, PRIME, NUM_PERM, dtype=np.uint64)
+PERM_B = _rng.integers(0, PRIME, NUM_PERM, dtype=np.uint64)
+
+
+def minhash(text, n=5):
+    """MinHash signature of the set of word n-grams: P(sig_a[k] == sig_b[k]) = Jaccard(a, b)."""
+    words = re.findall(r"\w+", text.lower())
+    grams = {" ".join(words[j:j + n]) for j in range(max(1, len(words) - n + 1))}
+    x = np.fromiter((zlib.crc32(g.encode()) for g in grams), np.uint64, len(grams)) % PRIME
+    return ((x[:, None] * PERM_A + PERM_B) % PRIME).min(axis=0)
+
+
+def new_dedup_index():
+    return {"exact": {}, "buckets": collections.defaultdict(list), "sigs": [], "ids": []}
+
+
+def check_duplicate(index, text, row_id, threshold=0.8):
+    """None if text is new (and remember it), else why it is a duplicate of an earlier row."""
+    key = hashlib.sha1(" ".join(text.lower().split()).encode()).hexdigest()
+    if key in index["exact"]:
+        return f"exact duplicate: of {index['exact'][key]}"
+    sig = minhash(text)
+    keys = [(b, sig[b::BANDS].tobytes()) for b in range(BANDS)]
+    for j in {j for k in keys for j in index["buckets"].get(k, ())}:
+        similarity = float(np.mean(index["sigs"][j] == sig))
+        if similarity >= threshold:
+            return f"near duplicate: of {index['ids'][j]} (Jaccard ~{similarity:.2f})"
+    index["exact"][key] = row_id
+    for k in keys:
+        index["buckets"][k].append(len(index["sigs"]))
+    index["sigs"].append(sig)
+    index["ids"].append(row_id)
+    return None
+
+
+def diversity_report(rows, kind=None):
+    """How varied a set of rows is: distinct n-gram ratios, MinHash near-duplicate rate, coverage."""
+    rows = list(rows)
+    report = {"rows": len(rows)}
+    words = [re.findall(r"\w+", r.get("text", "").lower()) for r in rows]
+    for n in (1, 2, 4):
+        grams = [tuple(w[j:j + n]) for w in words for j in range(len(w) - n + 1)]
+        report[f"distinct_{n}"] = round(len(set(grams)) / max(1, len(grams)), 4)
+    index = new_dedup_index()
+    dups = sum(check_duplicate(index, r.get("text", ""), r.get("id")) is not None for r in rows)
+    report["duplicate_rate"] = round(dups / max(1, len(rows)), 4)
+    kind = kind or (rows[0].get("kind") if rows else "textbooks")
+    subtopics = {(r.get("topic"), r.get("subtopic")) for r in rows}
+    report["coverage"] = {
+        "topics": round(len({t for t, _ in subtopics} & set(TOPICS)) / len(TOPICS), 4),
+        "subtopics": round(len(subtopics & {(t, s) for t in TOPICS for s in TOPICS[t]}) /
+                           sum(map(len, TOPICS.values())), 4),
+        "audiences": round(len({r.get("audience") for r in rows} & set(AUDIENCES)) / len(AUDIENCES), 4),
+        "styles": round(len({r.get("style") for r in rows} & set(STYLES.get(kind, []))) /
+                        len(STYLES.get(kind, [1])), 4),
+        "constraints": round(len({r.get("constraint") for r in rows} & set(CONSTRAINTS)) / len(CONSTRAINTS), 4),
+        "words": round(len({w for r in rows for w in r.get("words") or []} & set(WORDS)) / len(WORDS), 4),
+    }
+    return report
+
+
+# ----------------------------------------------------------------------------
+# Generation: a pool of workers, a rate limit, and an append-only file that survives kills.
+
+def rate_limiter(rpm):
+    """A token bucket shared by all workers: on average at most `rpm` requests a minute, with bursts
+    of at most one second's worth. Every HTTP request takes a token, retries included."""
+    if not rpm:
+        return lambda: None
+    lock, rate, capacity = threading.Lock(), rpm / 60.0, max(1.0, rpm / 60.0)
+    state = {"tokens": 1.0, "time": time.monotonic()}
+
+    def acquire():
+        while True:
+            with lock:
+                now = time.monotonic()
+                state["tokens"] = min(capacity, state["tokens"] + (now - state["time"]) * rate)
+                state["time"] = now
+                if state["tokens"] >= 1.0:
+                    state["tokens"] -= 1.0
+                    return
+                wait = (1.0 - state["tokens"]) / rate
+            time.sleep(wait)
+    return acquire
+
+
+def limited_poster(rpm):
+    """An object with .post() for llm.chat(session=...): rate-limited, one keep-alive Session per thread."""
+    acquire, local = rate_limiter(rpm), threading.local()
+
+    def post(*args, **kwargs):
+        acquire()
+        if not hasattr(local, "session"):
+            local.session = requests.Session()
+        return local.session.post(*args, **kwargs)
+    return types.SimpleNamespace(post=post)
+
+
+def make_row(params, args, poster):
+    """Ask for one row, validate it, retry a bad answer up to --attempts times.
+    Returns (id, row or None, why it failed, token usage of all attempts, last reply)."""
+    usage, problem, reply = {"prompt_tokens": 0, "completion_tokens": 0}, "no attempt", ""
+    for _ in range(args.attempts):
+        reply, u = chat(make_messages(params), api_base=args.api_base, model=args.model,
+                        api_key_env=args.api_key_env, temperature=args.temperature, max_tokens=args.max_tokens,
+                        timeout=args.timeout, retries=args.retries, session=poster)
+        usage = {k: usage[k] + u[k] for k in usage}
+        try:
+            fields = (parse_textbook if params["kind"] == "textbooks" else parse_exercise)(reply)
+        except ValueError as e:
+            problem = str(e)
+            continue
+        if params["kind"] == "exercises":
+            result = run_programs([doctest_program(fields)], timeout=args.sandbox_timeout, workers=1)[0]
+            if not result["passed"]:
+                problem = "examples fail: " + str(result.get("result", ""))[:300]
+                continue
+            del fields["docstring"]
+        return params["id"], {**params, **fields, "model": args.model, "usage": usage}, None, usage, reply
+    return params["id"], None, problem, usage, reply
+
+
+def repair_tail(path):
+    """A writer killed mid-line leaves a torn last line with no newline: cut it off, so the next
+    append starts on a fresh line. A complete JSON object missing only its newline gets one."""
+    if not os.path.exists(path) or os.path.getsize(path) == 0:
+        return
+    with open(path, "rb+") as f:
+        f.seek(-1, os.SEEK_END)
+        if f.read(1) == b"\n":
+            return
+        f.seek(0)
+        data = f.read()
+        cut = data.rfind(b"\n") + 1
+        try:
+            if isinstance(json.loads(data[cut:]), dict):
+                f.write(b"\n")
+                return
+        except ValueError:
+            pass
+        f.truncate(cut)
+        print(f"{path}: removed a torn last line ({len(data) - cut} bytes) left by an interrupted run",
+              file=sys.stderr)
+
+
+def generate(args):
+    kind, out = args.cmd, args.out
+    rejects_path, report_path = out + ".rejected.jsonl", out + ".report.json"
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    repair_tail(out)
+    skipped = []
+    rows = list(iter_jsonl(out, skipped)) if os.path.exists(out) else []
+    if skipped:
+        print(f"{out}: skipped {len(skipped)} malformed lines, e.g. {skipped[0][0]}", file=sys.stderr)
+    if any(r.get("kind") != kind for r in rows):
+        raise SystemExit(f"{out} holds rows that are not {kind}; write {kind} to another file")
+    done = {r.get("id") for r in rows}
+    if os.path.exists(rejects_path):
+        repair_tail(rejects_path)
+        done |= {r.get("id") for r in iter_jsonl(rejects_path)}  # paid for once: not asked again
+    index = new_dedup_index()
+    for r in rows:
+        check_duplicate(index, r.get("text", ""), r.get("id"), args.near_dup)
+    kept = len(rows)
+    todo = (i for i in itertools.count() if f"{kind}-{args.seed}-{i}" not in done)
+    stats = {"kept": 0, "rejected": collections.Counter(), "llm_errors": 0,
+             "prompt_tokens": 0, "completion_tokens": 0}
+    poster = limited_poster(args.rpm)
+    pool = cf.ThreadPoolExecutor(args.workers)
+    pending, failures_in_a_row, errors_in_a_row = set(), 0, 0
+    bar = tqdm(total=args.n, initial=min(kept, args.n), desc=f"{kind} -> {out}", unit="row")
+    try:
+        with open(out, "a", encoding="utf-8") as f, open(rejects_path, "a", encoding="utf-8") as frej:
+            while kept < args.n:
+                # Never more requests in flight than rows still missing: no money spent on extras.
+                while kept + len(pending) < args.n and len(pending) < args.workers:
+                    pending.add(pool.submit(make_row, sample_params(kind, args.seed, next(todo)), args, poster))
+                finished, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+                for fut in finished:
+                    try:
+                        row_id, row, problem, usage, reply = fut.result()
+                    except LLMError as e:  # the endpoint is down or refuses: not the row's fault, retry later
+                        stats["llm_errors"] += 1
+                        errors_in_a_row += 1
+                        if errors_in_a_row >= args.give_up_errors:
+                            raise SystemExit(f"giving up after {errors_in_a_row} failed requests in a row: {e}")
+                        continue
+                    errors_in_a_row = 0
+                    stats["prompt_tokens"] += usage["prompt_tokens"]
+                    stats["completion_tokens"] += usage["completion_tokens"]
+                    if row is not None and kept < args.n:
+                        problem = check_duplicate(index, row["text"], row["id"], args.near_dup)
+                    if row is None or problem:
+                        stats["rejected"][problem.split(":")[0]] += 1  # "category: detail"
+                        frej.write(json.dumps({"id": row_id, "reason": problem, "usage": usage,
+                                               "reply": reply}, ensure_ascii=False) + "\n")
+                        frej.flush()
+                        failures_in_a_row += 1
+                        if failures_in_a_row >= args.give_up_rejects:
+                            raise SystemExit(f"giving up: {failures_in_a_row} answers in a row failed validation "
+                                             f"(last: {problem}); see {rejects_path}")
+                        continue
+                    failures_in_a_row = 0
+                    # One write of one whole line, then flush: a kill can tear at most this line.
+                    f.write(json.dumps(row, ensure_ascii=False) + "\n")
+                    f.flush()
+                    kept += 1
+                    stats["kept"] += 1
+                    bar.update(1)
+                    bar.set_postfix(rejected=sum(stats["rejected"].values()), cost=f"${cost(stats, args):.4f}")
+    except KeyboardInterrupt:  # rows written so far are safe; in-flight requests are abandoned
+        bar.close()
+        print(f"interrupted with {kept} rows in {out}; rerun the same command to resume", file=sys.stderr)
+        os._exit(130)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+        bar.close()
+    write_report(out, kind, stats, args, report_path)
+
+
+def cost(stats, args):
+    return (stats["prompt_tokens"] * args.price_in + stats["completion_tokens"] * args.price_out) / 1e6
+
+
+def write_report(out, kind, stats, args, report_path):
+    tried = stats["kept"] + sum(stats["rejected"].values())
+    report = {"file": out, "kind": kind, "model": args.model, "api_base": args.api_base, "seed": args.seed,
+              "this_run": {**stats, "rejected": dict(stats["rejected"]),
+                           "yield": round(stats["kept"] / tried, 4) if tried else None,
+                           "cost_usd": round(cost(stats, args), 6)},
+              "diversity": diversity_report(iter_jsonl(out), kind)}
+    with atomic_write(report_path) as f:
+        json.dump(report, f, indent=1)
+    print(json.dumps(report, indent=1))
+
+
+def decontaminate_file(args):
+    """Drop rows whose n-grams overlap HumanEval/MBPP (evaluate.py's check), before anyone trains on them."""
+    from evaluate import decontaminate
+    rows = list(iter_jsonl(args.input))
+    kept, report = decontaminate(rows, tasks=tuple(args.tasks), data_dir=args.data_dir, tau=args.tau,
+                                 ngram=args.ngram, field="text")
+    with atomic_write(args.out, encoding="utf-8") as f:
+        for r in kept:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    print(json.dumps({"input": args.input, "rows": len(rows), "kept": len(kept), **report}, indent=1, default=str))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    for kind, max_tokens in (("textbooks", 1024), ("exercises", 512)):
+        g = sub.add_parser(kind, help=f"generate {kind} into an append-only JSONL file")
+        g.add_argument("--n", type=int, required=True, help="total rows wanted in --out (a rerun tops it up)")
+        g.add_argument("--out", required=True, help="output .jsonl (appended to; resumable)")
+        add_llm_args(g)
+        g.add_argument("--workers", type=int, default=4, help="concurrent requests (default: %(default)s)")
+        g.add_argument("--seed", type=int, default=0, help="seed of the prompt draws (default: %(default)s)")
+        g.add_argument("--rpm", type=float, default=0, help="requests per minute limit, 0 = none")
+        g.add_argument("--temperature", type=float, default=0.8)
+        g.add_argument("--max-tokens", type=int, default=max_tokens)
+        g.add_argument("--timeout", type=float, default=120.0, help="seconds per HTTP request")
+        g.add_argument("--retries", type=int, default=6, help="HTTP retries per request (429/5xx/timeouts)")
+        g.add_argument("--attempts", type=int, default=3, help="requests per row when answers fail validation")
+        g.add_argument("--near-dup", type=float, default=0.8, help="MinHash Jaccard above which a row is dropped")
+        g.add_argument("--sandbox-timeout", type=float, default=10.0, help="seconds to run an exercise's examples")
+        g.add_argument("--price-in", type=float, default=0.0, help="USD per 1M prompt tokens, for the cost estimate")
+        g.add_argument("--price-out", type=float, default=0.0, help="USD per 1M completion tokens")
+        g.add_argument("--give-up-rejects", type=int, default=200,
+                       help="stop after this many invalid answers in a row (default: %(default)s)")
+        g.add_argument("--give-up-errors", type=int, default=8,
+                       help="stop after this many failed requests in a row (default: %(default)s)")
+    r = sub.add_parser("report", help="print the diversity report of a JSONL file")
+    r.add_argument("input")
+    d = sub.add_parser("decontaminate", help="drop rows that overlap HumanEval/MBPP (needs ../shared/data)")
+    d.add_argument("input")
+    d.add_argument("--out", required=True)
+    d.add_argument("--tasks", nargs="+", default=["humaneval", "mbpp"])
+    d.add_argument("--data-dir", default=None)
+    d.add_argument("--tau", type=float, default=0.9)
+    d.add_argument("--ngram", type=int, default=13)
+    args = parser.parse_args()
+    if args.cmd == "report":
+        print(json.dumps(diversity_report(iter_jsonl(args.input)), indent=1))
+    elif args.cmd == "decontaminate":
+        decontaminate_file(args)
+    else:
+        if args.n < 0 or args.workers < 1:
+            parser.error("--n must be >= 0 and --workers >= 1")
+        generate(args)
+
+
+if __name__ == "__main__":
+    main()

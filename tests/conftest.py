@@ -1,0 +1,20 @@
+"""Test setup: offline tokenizer ranks, and Triton kernels on the CPU interpreter."""
+import os
+import pathlib
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+sys.path.insert(0, str(ROOT))
+
+# tiktoken would download the r50k ranks; CI is offline, so point it at the copy in ../shared.
+if (SHARED / "tiktoken").is_dir():
+    os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(SHARED / "tiktoken"))
+
+# Without a GPU, Triton kernels run through NumPy. This must be set before triton is imported.
+if not os.environ.get("CUDA_VISIBLE_DEVICES") and not pathlib.Path("/dev/nvidia0").exists():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: long end-to-end tests (still run by CI)")
