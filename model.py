@@ -105,7 +105,7 @@ def attention(q, k, v, causal, dropout_p, impl="auto", mask=None):
     and embedding; those always go through SDPA, which takes arbitrary masks.
     """
     use_triton = impl == "triton" or (impl == "auto" and q.is_cuda)
-    if use_triton and mask is None:
+    if use_triton and mask is None and q.shape == k.shape:  # KV-cache steps (Tq != Tk) go to SDPA
         from kernels.flash_attention import flash_attention  # triton is optional off Linux+CUDA
         return flash_attention(q, k, v, causal=causal, dropout_p=dropout_p)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p,
