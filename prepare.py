@@ -147,20 +147,23 @@ def atomic_write(path, mode="w", **kwargs):
 
 
 def iter_jsonl(path, skipped=None):
-    """Yield the JSON objects of a .jsonl or .jsonl.gz file. A malformed line (bad JSON, not an
-    object, a torn last line from a killed writer) is skipped and recorded in `skipped` as (where, reason)."""
+    """Yield the JSON objects of a .jsonl or .jsonl.gz file. A bad line (invalid UTF-8, bad JSON,
+    not an object, a torn last line from a killed writer) is skipped and recorded in `skipped`
+    as (where, reason); the lines around it are still read."""
     opener = gzip.open if os.fspath(path).endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8", errors="replace") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
+    with opener(path, "rb") as f:  # bytes, so one bad line cannot poison the decoding of the rest
+        for lineno, raw in enumerate(f, 1):
+            if not raw.strip():
                 continue
             try:
-                row = json.loads(line)
+                row, reason = json.loads(raw.decode("utf-8")), "malformed JSON line"
+            except UnicodeDecodeError:
+                row, reason = None, "invalid UTF-8"
             except json.JSONDecodeError:
-                row = None
+                row, reason = None, "malformed JSON line"
             if not isinstance(row, dict):
                 if skipped is not None:
-                    skipped.append((f"{path}:{lineno}", "malformed JSON line"))
+                    skipped.append((f"{path}:{lineno}", reason))
                 continue
             yield row
 

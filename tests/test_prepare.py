@@ -355,3 +355,12 @@ def test_default_source_is_the_stdlib(tmp_path):
     assert meta["splits"]["train"]["tokens"] > 1_000_000 and meta["splits"]["val"]["tokens"] > 0
     train = load_split(out, "train")
     assert train.max() < N_VOCAB and (train == EOT).sum() == meta["splits"]["train"]["documents"]
+
+
+def test_iter_jsonl_skips_invalid_utf8_lines_and_keeps_the_rest(tmp_path):
+    from prepare import iter_jsonl
+    path = tmp_path / "mixed.jsonl"
+    path.write_bytes(b'{"text": "ok 1"}\n{"text": "bad \xff\xfe"}\n[1, 2]\n{"text": "ok 2"}\n{"text": "torn')
+    skipped = []
+    assert [r["text"] for r in iter_jsonl(path, skipped)] == ["ok 1", "ok 2"]
+    assert [reason for _, reason in skipped] == ["invalid UTF-8", "malformed JSON line", "malformed JSON line"]
