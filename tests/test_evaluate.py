@@ -1,0 +1,465 @@
+"""evaluate.py: benchmark loading, pass@k, the guarded runner (one test per property), decontamination,
+LLM grading and generation end to end. Offline: the benchmark files come from ../shared/data."""
+import ast
+import dataclasses
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import evaluate
+from conftest import ROOT, SHARED
+from evaluate import decontaminate, load_problems, pass_at_k, program, run_programs, score
+
+DATA = SHARED / "data"
+pytestmark = pytest.mark.skipif(not (DATA / "HumanEval.jsonl.gz").exists(), reason="needs ../shared/data")
+
+
+@pytest.fixture(scope="module")
+def humaneval():
+    return load_problems("humaneval", data_dir=DATA)
+
+
+@pytest.fixture(scope="module")
+def mbpp():
+    return load_problems("mbpp", data_dir=DATA)
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models' matmuls: one torch thread is fastest, and fair to whoever else shares the machine."""
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield torch
+    torch.set_num_threads(threads)
+
+
+def run1(source, **kwargs):
+    kwargs.setdefault("timeout", 5.0)
+    t0 = time.monotonic()
+    result = run_programs([source], workers=1, **kwargs)[0]
+    return result, time.monotonic() - t0
+
+
+# ----------------------------------------------------------------------------
+# Benchmarks
+
+def test_problem_counts_and_fields():
+    counts = {"humaneval": 164, "mbpp": 500, "mbpp-sanitized": 257, "humaneval+": 164, "mbpp+": 378}
+    for task, n in counts.items():
+        problems = load_problems(task, data_dir=DATA)
+        assert len(problems) == n, task
+        assert all(p["prompt"] and p["test"] and p["entry_point"] and p["canonical_solution"] for p in problems), task
+
+
+def test_mbpp_prompt_format(mbpp):
+    p = mbpp[0]
+    assert p["task_id"] == "Mbpp/11" and p["entry_point"] == "remove_Occ"
+    assert p["prompt"] == ('"""\nWrite a python function to remove first and last occurrence of a given character '
+                           'from the string.\nassert remove_Occ("hello","l") == "heo"\n"""\n')
+
+
+def test_checksum_mismatch_is_refused(tmp_path):
+    data = bytearray((DATA / "mbpp.jsonl").read_bytes())
+    data[100] ^= 1
+    (tmp_path / "mbpp.jsonl").write_bytes(data)
+    with pytest.raises(ValueError, match="sha256"):
+        load_problems("mbpp", data_dir=tmp_path)
+
+
+def test_download_into_cache_is_verified(tmp_path, monkeypatch):
+    class Response:
+        def __init__(self, content):
+            self.content = content
+
+        def raise_for_status(self):
+            pass
+
+    good = (DATA / "HumanEval.jsonl.gz").read_bytes()
+    monkeypatch.setattr(evaluate.requests, "get", lambda url, timeout: Response(b"not the file"))
+    with pytest.raises(ValueError, match="sha256"):
+        load_problems("humaneval", cache_dir=tmp_path)
+    assert not (tmp_path / "phi1" / "HumanEval.jsonl.gz").exists()  # a bad download never lands in the cache
+    monkeypatch.setattr(evaluate.requests, "get", lambda url, timeout: Response(good))
+    assert len(load_problems("humaneval", cache_dir=tmp_path)) == 164
+    assert (tmp_path / "phi1" / "HumanEval.jsonl.gz").read_bytes() == good
+
+
+# ----------------------------------------------------------------------------
+# Scoring
+
+def test_canonical_humaneval_solutions_pass(humaneval):
+    report = score(humaneval, [{"task_id": p["task_id"], "completion": p["canonical_solution"]} for p in humaneval],
+                   "humaneval")
+    assert report["pass@1"] == 1.0, {t: r for t, r in report["results"].items() if r["passed"] < r["n"]}
+
+
+def test_empty_completions_score_zero(humaneval):
+    report = score(humaneval, [{"task_id": p["task_id"], "completion": ""} for p in humaneval], "humaneval")
+    assert report["pass@1"] == 0.0 and report["samples"] == 164
+
+
+def test_mbpp_reference_code_passes(mbpp):
+    # One known exception: Mbpp/123's reference (amicable numbers below 9999, ~50M divisions) needs
+    # 5-20 s on a busy 2-core machine, over the 10 s timeout. See the README.
+    samples = [{"task_id": int(p["task_id"].split("/")[1]), "completion": p["canonical_solution"]} for p in mbpp]
+    report = score(mbpp, samples, "mbpp")
+    failing = {t: r["results"] for t, r in report["results"].items() if r["passed"] < r["n"]}
+    assert report["pass@1"] >= 0.99, failing
+    assert set(failing) <= {"Mbpp/123"}, failing
+
+
+def test_pass_at_k_matches_closed_form():
+    for n, c, k in [(1, 0, 1), (1, 1, 1), (10, 3, 1), (10, 3, 5), (20, 0, 10), (20, 19, 10), (100, 37, 10),
+                    (200, 1, 100), (5, 4, 2)]:
+        exact = 1 - math.comb(n - c, k) / math.comb(n, k)
+        assert pass_at_k(n, c, k) == pytest.approx(exact, abs=1e-12), (n, c, k)
+    assert pass_at_k(10, 3, 1) == pytest.approx(0.3)
+
+
+def test_score_computes_pass_at_k_over_problems(humaneval):
+    two = humaneval[:2]
+    samples = [{"task_id": two[0]["task_id"], "completion": two[0]["canonical_solution"] if i < 2 else ""}
+               for i in range(5)] + [{"task_id": two[1]["task_id"], "completion": ""} for _ in range(5)]
+    samples.append({"task_id": "HumanEval/9999", "completion": ""})  # unknown: skipped and counted
+    report = score(two, samples, "humaneval", ks=(1, 2, 10))
+    assert report["pass@1"] == pytest.approx((2 / 5 + 0) / 2)
+    assert report["pass@2"] == pytest.approx((1 - math.comb(3, 2) / math.comb(5, 2)) / 2)
+    assert "pass@10" not in report  # 5 samples cannot estimate pass@10
+    assert report["skipped_samples"] == 1
+    assert report["results"][two[0]["task_id"]]["passed"] == 2
+
+
+def test_cli_scores_a_samples_file(tmp_path, humaneval):
+    samples = tmp_path / "samples.jsonl"
+    rows = [{"task_id": p["task_id"], "completion": p["canonical_solution"]} for p in humaneval[:3]]
+    rows.append({"task_id": humaneval[3]["task_id"], "completion": "    return None\n"})
+    samples.write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"torn line')
+    out = tmp_path / "report.json"
+    subprocess.run([sys.executable, "evaluate.py", "--task", "humaneval", "--data-dir", str(DATA), "--limit", "4",
+                    "--samples", str(samples), "--out", str(out)], cwd=ROOT, check=True, capture_output=True)
+    report = json.loads(out.read_text())
+    assert report["pass@1"] == 0.75 and report["malformed_lines"] == 1
+    assert report["results"][humaneval[3]["task_id"]]["results"] == ["failed: AssertionError"]
+
+
+def test_plus_sets_catch_what_the_base_tests_miss():
+    base = {p["task_id"]: p for p in load_problems("humaneval", data_dir=DATA)}["HumanEval/23"]
+    plus = {p["task_id"]: p for p in load_problems("humaneval+", data_dir=DATA)}
+    mbpp_plus = {p["task_id"]: p for p in load_problems("mbpp+", data_dir=DATA)}
+    sloppy = "    return len(string) if len(string) < 10 else 0\n"  # right on the base tests' short strings only
+    programs = [program(base, sloppy), program(plus["HumanEval/23"], sloppy)] + \
+        [program(p, p["canonical_solution"]) for p in [plus["HumanEval/23"], mbpp_plus["Mbpp/120"],
+                                                       mbpp_plus["Mbpp/737"]]]  # floats, math, re.Match results
+    assert [r["passed"] for r in run_programs(programs, workers=2)] == [True, False, True, True, True]
+
+
+# ----------------------------------------------------------------------------
+# The guarded runner, one property per test
+
+def test_infinite_loop_is_timed_out():
+    result, elapsed = run1("while True:\n    pass\n", timeout=2)
+    assert result["result"] == "timed out" and elapsed < 10
+
+
+def test_sleeping_program_is_timed_out_by_the_wall_clock():
+    result, elapsed = run1("import time\ntime.sleep(60)\n", timeout=2)
+    assert result["result"] == "timed out" and elapsed < 10
+
+
+def test_10gb_allocation_is_stopped():
+    result, _ = run1("x = bytearray(10 * 1024 ** 3)\nassert len(x) > 0\n")
+    assert result["result"] == "out of memory"
+
+
+@pytest.mark.parametrize("allow_fork", [False, True])
+def test_fork_bomb_is_contained(tmp_path, monkeypatch, allow_fork):
+    # Bounded even if nothing capped it: 10 doublings = 1024 processes, each exits after 2 s.
+    bomb = "import os, time\nfor _ in range(10):\n    os.fork()\ntime.sleep(2)\n"
+    monkeypatch.setattr(evaluate.tempfile, "tempdir", str(tmp_path))  # sandbox dirs (cwd) under tmp_path
+    result, elapsed = run1(bomb, timeout=5, allow_fork=allow_fork)
+    probe = evaluate._pids_cgroup(1)
+    if probe:
+        os.rmdir(probe)
+    if allow_fork and (probe or os.geteuid() != 0):  # forks work up to the cap: a pids cgroup, or RLIMIT_NPROC
+        assert result["result"] == "failed: BlockingIOError", result
+    else:  # fork refused outright
+        assert result["result"] == "failed: PermissionError", result
+    assert elapsed < 15
+    survivors = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.readlink(f"/proc/{pid}/cwd").startswith(str(tmp_path)):
+                survivors.append(pid)
+        except OSError:
+            continue
+    assert not survivors
+    assert run1("assert sum(range(10)) == 45\n")[0]["passed"]  # the machine (and the harness) still work
+
+
+def test_fork_only_with_allow_fork():
+    source = "import os\npid = os.fork()\nif pid == 0:\n    os._exit(7)\nassert os.waitpid(pid, 0)[1] >> 8 == 7\n"
+    assert run1(source)[0]["result"] == "failed: PermissionError"
+    probe = evaluate._pids_cgroup(1)
+    if probe:
+        os.rmdir(probe)
+    if probe or os.geteuid() != 0:
+        assert run1(source, allow_fork=True)[0]["passed"]
+
+
+def test_programs_cannot_touch_files_outside_their_directory(tmp_path):
+    canary = tmp_path / "canary.txt"
+    canary.write_text("alive")
+    attempts = [f"os.system('rm -rf {tmp_path}')", f"subprocess.run(['rm', '-f', {str(canary)!r}])",
+                f"os.remove({str(canary)!r})", f"shutil.rmtree({str(tmp_path)!r})", f"open({str(canary)!r}, 'w')",
+                f"os.rename({str(canary)!r}, 'stolen.txt')", f"pathlib.Path({str(canary)!r}).unlink()",
+                f"os.symlink({str(canary)!r}, 'link'); open('link', 'w').write('x')",
+                "os.system('rm -f ~/canary.txt')",
+                f"os.chdir({str(tmp_path)!r}); os.remove('canary.txt')"]  # last: it leaves us in tmp_path
+    source = "import os, pathlib, shutil, subprocess\nrefused = 0\n" + "".join(
+        f"try:\n    {a}\nexcept PermissionError:\n    refused += 1\n" for a in attempts) + \
+        f"assert refused == {len(attempts)}, refused\n"
+    result, _ = run1(source)
+    assert canary.read_text() == "alive"
+    assert result["passed"], result  # every attempt was refused, each with PermissionError
+
+
+def test_programs_may_use_their_own_directory():
+    source = ("import os, tempfile, shutil\nopen('a.txt', 'w').write('x')\nos.rename('a.txt', 'b.txt')\n"
+              "os.mkdir('d')\nshutil.rmtree('d')\nfd, name = tempfile.mkstemp()\nos.close(fd)\nos.remove(name)\n"
+              "assert os.path.expanduser('~') == os.getcwd()\n")
+    assert run1(source)[0]["passed"]
+
+
+def test_exit_before_the_tests_is_no_pass():
+    for early in ("import sys\nsys.exit(0)\n", "import os\nos._exit(0)\n", "exit()\n", "raise SystemExit\n"):
+        result, _ = run1(early + "assert False\n")
+        assert not result["passed"], (early, result)
+
+
+def test_forged_pass_is_no_pass():
+    # The verdict travels on an inherited pipe, signed with a token the program never sees.
+    source = ("import os\nprint('passed')\nfor fd in range(3, 64):\n    try:\n"
+              "        os.write(fd, b'0123456789abcdef0123456789abcdef passed\\n')\n    except OSError:\n        pass\n"
+              "os._exit(0)\n")
+    result, _ = run1(source)
+    assert not result["passed"], result
+
+
+def test_killing_the_parent_does_not_break_the_harness():
+    result, _ = run1("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n")
+    assert result["result"] == "failed: PermissionError"
+    result, _ = run1("import os, signal\nos.killpg(os.getpgid(os.getppid()), signal.SIGKILL)\n")
+    assert not result["passed"]
+    assert run1("pass\n")[0]["passed"]  # we are still here
+
+
+def test_closing_stdout_does_not_break_the_harness():
+    result, _ = run1("import os, sys\nsys.stdout.close()\nos.close(1)\nos.close(2)\nassert 1 + 1 == 2\n")
+    assert result["passed"], result
+    result, _ = run1("import os\nos.close(1)\nos.close(2)\nassert 1 + 1 == 3\n")
+    assert result["result"] == "failed: AssertionError"
+
+
+def test_output_floods_do_not_hang():
+    result, elapsed = run1("while True:\n    print('x' * 10000)\n", timeout=3)
+    assert result["result"] == "timed out" and elapsed < 15
+    result, elapsed = run1("import sys\nwhile True:\n    sys.stderr.write('x' * 100000)\n", timeout=3)
+    assert not result["passed"] and elapsed < 15 and len(result["stderr"]) <= 1000
+
+
+def test_failure_reasons_are_named():
+    overflow = "import sys\nsys.setrecursionlimit(10**6)\ndef f(n): return f(n + 1)\nf(0)"
+    results = run_programs(["assert 1 == 2", "undefined_name", "1/0", "def f(:\n", overflow], timeout=5, workers=2)
+    assert [r["result"] for r in results[:4]] == ["failed: AssertionError", "failed: NameError",
+                                                 "failed: ZeroDivisionError", "failed: SyntaxError"]
+    assert not results[4]["passed"]  # a stack overflow kills the interpreter; reported, not raised
+
+
+# ----------------------------------------------------------------------------
+# Decontamination
+
+class _Rename(ast.NodeTransformer):
+    """Rename every variable, argument and function: what a paraphrasing teacher model might do."""
+
+    def __init__(self):
+        self.names = {}
+
+    def _new(self, name):
+        return self.names.setdefault(name, f"v{len(self.names)}")
+
+    def visit_Name(self, node):
+        if node.id not in dir(__builtins__) and node.id not in ("List", "Tuple", "Optional", "Any"):
+            node.id = self._new(node.id)
+        return node
+
+    def visit_arg(self, node):
+        node.arg = self._new(node.arg)
+        node.annotation = self.visit(node.annotation) if node.annotation else None
+        return node
+
+    def visit_FunctionDef(self, node):
+        node.name = self._new(node.name)
+        node.body[0] = ast.Expr(ast.Constant("A helper from my lecture notes on lists of numbers."))
+        return self.generic_visit(node)
+
+
+UNRELATED = [
+    "def mean(xs):\n    total = 0\n    for x in xs:\n        total += x\n    return total / len(xs) if xs else 0.0\n",
+    "class Stack:\n    def __init__(self):\n        self.items = []\n\n"
+    "    def push(self, x):\n        self.items.append(x)\n\n"
+    "    def pop(self):\n        if not self.items:\n            raise IndexError('empty')\n"
+    "        return self.items.pop()\n",
+    "def bfs(graph, start):\n    seen, queue = {start}, [start]\n    while queue:\n        node = queue.pop(0)\n"
+    "        for nxt in graph.get(node, ()):\n            if nxt not in seen:\n                seen.add(nxt)\n"
+    "                queue.append(nxt)\n    return seen\n",
+    "import re\n\ndef slugify(title: str) -> str:\n    words = re.findall(r'[a-z0-9]+', title.lower())\n"
+    "    return '-'.join(words)[:60]\n",
+    "def matmul(a, b):\n    n, m, p = len(a), len(b), len(b[0])\n    return [[sum(a[i][k] * b[k][j] for k in range(m))"
+    " for j in range(p)] for i in range(n)]\n",
+]
+
+
+def _planted(problem):
+    tree = ast.parse(problem["prompt"] + problem["canonical_solution"])
+    code = ast.unparse(_Rename().visit(tree))
+    return f"# Lists and closeness\n\nLet us study pairs of numbers.\n\n```python\n{code}\n```\n\nThat is all.\n"
+
+
+def test_decontamination_flags_a_planted_near_copy(humaneval):
+    target = humaneval[0]
+    planted = _planted(target)
+    assert "has_close_elements" not in planted and "threshold" not in planted  # really renamed
+    rows = [{"id": f"u{i}", "text": t} for i, t in enumerate(UNRELATED)] + [{"id": "planted", "text": planted}]
+    kept, report = decontaminate(rows, data_dir=DATA, tau=0.9)
+    assert [r["id"] for r in kept] == [f"u{i}" for i in range(len(UNRELATED))]
+    hits = [f for f in report["flagged"] if f["id"] == "planted"]
+    assert any(f["method"] == "ast" and f["task_id"] == target["task_id"] and f["score"] >= 0.9 for f in hits)
+    assert report["removed"] == 1 and report["kept"] == len(UNRELATED)
+
+
+def test_decontamination_leaves_unrelated_code_alone():
+    # Every top-level function of a few standard-library modules: real code, none of it a benchmark problem.
+    import heapq
+    import textwrap
+    import json.decoder
+    rows = []
+    for module in (heapq, textwrap, json.decoder, shutil):
+        source = open(module.__file__).read()
+        lines = source.splitlines()
+        rows += [{"text": "\n".join(lines[n.lineno - 1:n.end_lineno])} for n in ast.parse(source).body
+                 if isinstance(n, (ast.FunctionDef, ast.ClassDef))]
+    assert len(rows) > 50
+    t0 = time.monotonic()
+    kept, report = decontaminate(rows, data_dir=DATA, tau=0.9)
+    assert report["flagged"] == [] and len(kept) == len(rows)
+    assert time.monotonic() - t0 < 60
+
+
+def test_decontamination_flags_ngram_copies(mbpp):
+    p = mbpp[5]
+    rows = [{"text": "Here is an exercise.\n" + p["prompt"] + p["canonical_solution"]}, {"text": UNRELATED[0]}]
+    kept, report = decontaminate(rows, tasks=("mbpp",), data_dir=DATA)
+    assert [f["method"] for f in report["flagged"] if f["row"] == 0].count("ngram") == 1
+    assert kept == rows[1:]
+
+
+def test_decontamination_with_embeddings(humaneval, tmp_path, one_thread):
+    torch = one_thread
+    from model import Phi, PhiConfig
+    torch.manual_seed(0)
+    Phi(PhiConfig.preset("tiny", n_layer=2)).save_pretrained(tmp_path / "tiny")
+    embed = evaluate.checkpoint_embedder(tmp_path / "tiny", max_tokens=128)
+    p = humaneval[7]
+    copy = p["prompt"] + p["canonical_solution"] + "\n" + p["test"]  # the text decontaminate embeds
+    rows = [{"text": copy}, {"text": UNRELATED[2]}]
+    kept, report = decontaminate(rows, tasks=("humaneval",), data_dir=DATA, embed_fn=embed, l2_threshold=1e-3,
+                                 ngram=10_000, tau=2.0)  # n-grams and ASTs off: this test is about embeddings
+    assert [f["method"] for f in report["flagged"]] == ["embedding"] and report["flagged"][0]["row"] == 0
+    assert report["flagged"][0]["task_id"] == p["task_id"] and kept == rows[1:]
+
+
+def test_decontaminate_cli(tmp_path, humaneval):
+    data = tmp_path / "train.jsonl"
+    rows = [{"text": t} for t in UNRELATED] + [{"text": _planted(humaneval[0])}, {"no_text": 1}]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    subprocess.run([sys.executable, "evaluate.py", "--decontaminate", str(data), "--out", str(tmp_path / "clean.jsonl"),
+                    "--data-dir", str(DATA)], cwd=ROOT, check=True, capture_output=True)
+    clean = [json.loads(line) for line in (tmp_path / "clean.jsonl").read_text().splitlines()]
+    report = json.loads((tmp_path / "clean.contamination.json").read_text())  # the default --report
+    assert len(clean) == len(UNRELATED) + 1 and report["rows_without_text"] == 1 and report["removed"] == 1
+
+
+def test_edit_distance_matches_a_plain_dp():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        a, b = rng.integers(0, 4, rng.integers(0, 12)), rng.integers(0, 4, rng.integers(0, 12))
+        d = list(range(len(b) + 1))
+        for i in range(1, len(a) + 1):
+            prev, d[0] = d[:], i
+            for j in range(1, len(b) + 1):
+                d[j] = min(prev[j] + 1, d[j - 1] + 1, prev[j - 1] + (a[i - 1] != b[j - 1]))
+        assert evaluate.edit_distance(a, b) == d[-1]
+
+
+# ----------------------------------------------------------------------------
+# LLM grading against a loopback fake server
+
+def test_llm_grading_reports_the_mean(tmp_path, humaneval):
+    from fake_llm import fake_llm
+    answers = iter(["Correct and clear.\nScore: 9", "Wrong on empty input.\nScore: 3/10", "I cannot grade this."])
+    samples = tmp_path / "s.jsonl"
+    samples.write_text("".join(json.dumps({"task_id": p["task_id"], "completion": p["canonical_solution"]}) + "\n"
+                               for p in humaneval[:3]))
+    with fake_llm(lambda messages, n: next(answers)) as (base_url, server):
+        evaluate.main(["--grade", "--task", "humaneval", "--data-dir", str(DATA), "--samples", str(samples),
+                       "--out", str(tmp_path / "g.json"), "--api-base", base_url, "--model", "fake",
+                       "--grade-workers", "1"])
+        prompt = server.requests[0]["body"]["messages"][0]["content"]
+    report = json.loads((tmp_path / "g.json").read_text())
+    assert report["mean_score"] == 6.0 and report["graded"] == 2 and report["unscored"] == 1
+    assert humaneval[0]["canonical_solution"] in prompt and "Score: N" in prompt
+
+
+def test_parse_score():
+    assert evaluate.parse_score("ok\n**Score: 8**") == 8.0
+    assert evaluate.parse_score("Score: 2 ... actually Score: 7/10") == 7.0
+    assert evaluate.parse_score("score = 10") == 10.0
+    assert evaluate.parse_score("Score: 42") is None and evaluate.parse_score("no grade") is None
+
+
+# ----------------------------------------------------------------------------
+# Generation end to end with a tiny random model
+
+@pytest.mark.slow
+def test_generate_then_score_end_to_end(tmp_path, one_thread):
+    torch = one_thread
+    from model import Phi, PhiConfig
+    torch.manual_seed(0)
+    cfg = PhiConfig.preset("tiny")
+    ckpt = tmp_path / "ckpt.pt"
+    torch.save({"model": Phi(cfg).state_dict(), "model_config": dataclasses.asdict(cfg)}, ckpt)
+    samples, out = tmp_path / "s.jsonl", tmp_path / "r.json"
+    args = ["--task", "mbpp", "--data-dir", str(DATA), "--ckpt", str(ckpt), "--limit", "3", "--n", "2",
+            "--temperature", "0.8", "--max-new-tokens", "12", "--batch-size", "4", "--k", "1", "2",
+            "--samples", str(samples), "--out", str(out)]
+    evaluate.main(args)
+    rows = [json.loads(line) for line in samples.read_text().splitlines()]
+    assert len(rows) == 6 and sorted({r["task_id"] for r in rows}) == ["Mbpp/11", "Mbpp/12", "Mbpp/13"]
+    assert all(not any(s in r["completion"] for s in evaluate.STOP["mbpp"]) for r in rows)
+    report = json.loads(out.read_text())
+    assert report["samples"] == 6 and report["pass@1"] == 0.0 and "pass@2" in report  # random weights
+    evaluate.main(args)  # a rerun finds all samples there and generates nothing
+    assert len(samples.read_text().splitlines()) == 6
+    lines = samples.read_text().splitlines()
+    samples.write_text("\n".join(lines[:4]) + "\n" + lines[4][:10])  # a killed run: 4 rows and a torn line
+    evaluate.main(args)  # resumes: tops up the two missing samples
+    rows = [json.loads(line) for line in samples.read_text().splitlines()]
+    assert sorted(r["task_id"] for r in rows) == ["Mbpp/11"] * 2 + ["Mbpp/12"] * 2 + ["Mbpp/13"] * 2
