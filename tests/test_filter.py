@@ -1,0 +1,316 @@
+"""filter.py: the NumPy random forest against scikit-learn and brute force; the annotator against a loopback
+teacher that fails on purpose (and a kill halfway); features; keeping exactly what scores high enough.
+
+    python -m pytest -q tests/test_filter.py
+"""
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits, make_classification
+from sklearn.ensemble import RandomForestClassifier
+
+import filter as F
+from fake_llm import fake_llm
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def split(X, y, test=0.25):
+    n = int(len(X) * (1 - test))
+    return X[:n], X[n:], y[:n], y[n:]
+
+
+# ----------------------------------------------------------------------------
+# The forest
+
+def test_separable_data_is_learned_exactly():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(600, 5))
+    y = (X[:, 2] > 0.3).astype(int)  # one feature decides
+    Xtr, Xte, ytr, yte = split(X, y)
+    forest = F.RandomForest(n_estimators=20, seed=0).fit(Xtr, ytr)
+    assert (forest.predict(Xte) == yte).mean() >= 0.98
+    assert np.argmax(forest.feature_importances_) == 2
+    assert forest.feature_importances_.sum() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("n_classes", [2, 5])
+def test_noisy_data_matches_scikit_learn(n_classes):
+    X, y = make_classification(n_samples=3000, n_features=40, n_informative=10, n_classes=n_classes,
+                               flip_y=0.1, random_state=n_classes)
+    Xtr, Xte, ytr, yte = split(X, y)
+    ours = np.mean([(F.RandomForest(50, seed=s).fit(Xtr, ytr).predict(Xte) == yte).mean() for s in range(2)])
+    sk = np.mean([(RandomForestClassifier(50, random_state=s, n_jobs=1).fit(Xtr, ytr).predict(Xte) == yte).mean()
+                  for s in range(2)])
+    assert ours >= sk - 0.02, (ours, sk)
+    assert ours > 1.5 / n_classes  # and far better than chance
+
+
+def test_multiclass_with_arbitrary_labels():
+    X, y = load_digits(return_X_y=True)
+    names = np.array(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"])[y]
+    Xtr, Xte, ytr, yte = split(X, names)
+    forest = F.RandomForest(30, seed=1).fit(Xtr, ytr)
+    assert list(forest.classes_) == sorted(set(names))
+    proba = forest.predict_proba(Xte)
+    assert proba.shape == (len(Xte), 10) and np.allclose(proba.sum(1), 1)
+    assert (forest.predict(Xte) == yte).mean() > 0.9
+
+
+def test_same_seed_same_forest_other_seed_other_forest():
+    X, y = make_classification(n_samples=500, n_features=12, random_state=0)
+    a, b, c = (F.RandomForest(10, seed=s).fit(X, y) for s in (3, 3, 4))
+    for k in ("feature", "threshold", "left", "value", "tree_start"):
+        assert np.array_equal(getattr(a, k), getattr(b, k)), k
+    assert not np.array_equal(a.predict_proba(X), c.predict_proba(X))
+
+
+def test_save_load_round_trips_exactly_without_pickle(tmp_path):
+    X, y = make_classification(n_samples=400, n_features=8, n_classes=3, n_informative=4, random_state=0)
+    labels = np.array(["low", "mid", "high"])[y]
+    forest = F.RandomForest(15, max_depth=6, max_features=0.5, seed=2).fit(X, labels)
+    forest.save(tmp_path / "f.npz", features={"embed": "ngram"})
+    with np.load(tmp_path / "f.npz", allow_pickle=False) as z:  # plain arrays only
+        assert set(z.files) >= {"feature", "threshold", "left", "value", "classes"}
+    again = F.RandomForest.load(tmp_path / "f.npz")
+    assert np.array_equal(again.predict_proba(X), forest.predict_proba(X))
+    assert list(again.predict(X)) == list(forest.predict(X))
+    assert np.array_equal(again.feature_importances_, forest.feature_importances_)
+    assert again.meta == {"features": {"embed": "ngram"}} and again.max_depth == 6 and again.max_features == 0.5
+
+
+def test_depth_and_leaf_size_limits():
+    X, y = make_classification(n_samples=800, n_features=10, flip_y=0.2, random_state=0)
+    stump = F.RandomForest(8, max_depth=1, seed=0).fit(X, y)
+    assert np.all(np.diff(np.r_[stump.tree_start, len(stump.feature)]) <= 3)
+    full, coarse = F.RandomForest(8, seed=0).fit(X, y), F.RandomForest(8, min_samples_leaf=50, seed=0).fit(X, y)
+    assert len(coarse.feature) < len(full.feature) / 5
+
+
+def test_histogram_and_sorted_split_search_grow_the_same_trees(monkeypatch):
+    X, y = make_classification(n_samples=700, n_features=10, n_classes=3, n_informative=5, random_state=3)
+    forests = []
+    for dense in (0.0, np.inf):  # never / always the histogram
+        monkeypatch.setattr(F, "DENSE", dense)
+        forests.append(F.RandomForest(10, seed=5).fit(X, y))
+    for k in ("feature", "threshold", "left", "value"):
+        assert np.array_equal(getattr(forests[0], k), getattr(forests[1], k)), k
+
+
+@pytest.mark.parametrize("dense", [0.0, np.inf])
+def test_best_split_is_the_brute_force_best(monkeypatch, dense):
+    monkeypatch.setattr(F, "DENSE", dense)
+    rng = np.random.default_rng(7)
+    n, d, K, m, C = 300, 6, 5, 3, 3
+    Xb = rng.integers(0, 40, (n, d)).astype(np.uint8)
+    sample = rng.choice(n, 200, replace=False)
+    node, y, w = rng.integers(0, K, 200), rng.integers(0, C, 200), rng.integers(1, 4, 200)
+    Fs = F.sample_features(rng, K, d, m)
+    totals = np.zeros((K, C), np.int64)
+    np.add.at(totals, (node, y), w)
+    feature, threshold, gain = F.best_splits(Xb, sample, node, y, w, Fs, totals, min_leaf=2)
+
+    def quality(k, f, b):  # sum_c L_c^2/|L| + sum_c R_c^2/|R|, by definition
+        at = node == k
+        left = Xb[sample[at], f] <= b
+        L = np.bincount(y[at][left], w[at][left], C)
+        R = np.bincount(y[at][~left], w[at][~left], C)
+        return (L @ L / L.sum() + R @ R / R.sum()) if min(L.sum(), R.sum()) >= 2 else -np.inf
+
+    for k in range(K):
+        best = max(quality(k, f, b) for f in Fs[k] for b in np.unique(Xb[sample[node == k], f]))
+        assert feature[k] in Fs[k]
+        assert quality(k, feature[k], threshold[k]) == pytest.approx(best, rel=1e-12)
+        assert gain[k] == pytest.approx(best - totals[k] @ totals[k] / totals[k].sum(), rel=1e-9)
+
+
+def test_bad_input_is_refused():
+    with pytest.raises(ValueError, match="NaN"):
+        F.RandomForest(2).fit(np.array([[0.0], [np.nan]]), [0, 1])
+    forest = F.RandomForest(2).fit(np.eye(4), [0, 1, 0, 1])
+    with pytest.raises(ValueError, match="features"):
+        forest.predict(np.eye(3))
+    one_class = F.RandomForest(3).fit(np.eye(4), ["a"] * 4)
+    assert list(one_class.predict(np.eye(4))) == ["a"] * 4
+
+
+# ----------------------------------------------------------------------------
+# The annotator
+
+@pytest.mark.parametrize("answer, scale, label", [
+    ("Educational value: high", "binary", "high"), ("**Educational value**: Low.", "binary", "low"),
+    ("High.", "binary", "high"), ("It could be high or low.", "binary", None), ("I cannot tell.", "binary", None),
+    ("Points: ...\nEducational score: 4", "additive", 4), ("Educational score: 7", "additive", None),
+    ("no score", "additive", None),
+])
+def test_parse_label(answer, scale, label):
+    assert F.parse_label(answer, scale) == label
+
+
+def corpus(tmp_path, n=12):
+    """n small Python files; the even ones are 'lessons' (docstrings and comments), the odd ones data."""
+    src = tmp_path / "code"
+    src.mkdir()
+    for i in range(n):
+        body = (f'def add_{i}(a, b):\n    """Add two numbers: a lesson on functions."""\n    # return the sum\n'
+                f'    return a + b\n' if i % 2 == 0 else f"DATA_{i} = {list(range(i, i + 30))}\n")
+        (src / f"m{i:02d}.py").write_text(body)
+    return str(src)
+
+
+def teacher(messages, n):
+    """Labels a file 'high' when it reads like a lesson."""
+    return "Educational value: high" if "lesson" in messages[-1]["content"] else "Educational value: low"
+
+
+def annotate(src, out, base, *extra):
+    return subprocess.run([sys.executable, "filter.py", "annotate", "--source", src, "--out", str(out),
+                           "--api-base", base, "--model", "fake", "--workers", "2", *extra],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+def rows(path):
+    return [json.loads(line) for line in open(path) if line.strip()]
+
+
+def test_annotate_labels_caches_and_survives_429_500_and_timeouts(tmp_path):
+    src, out = corpus(tmp_path), tmp_path / "ann.jsonl"
+    faults = {1: "429", 2: "500", 4: "slow", 6: "reset", 7: "truncated"}
+    with fake_llm(teacher, faults=faults, slow_s=3) as (base, server):
+        p = annotate(src, out, base, "--n", "8", "--timeout", "1")
+        assert p.returncode == 0, p.stderr
+        got = rows(out)
+        assert len(got) == 8 and len({r["key"] for r in got}) == 8
+        for r in got:
+            assert r["label"] == ("high" if "lesson" in r["text"] else "low")
+        assert {r["fault"] for r in server.requests} >= {"429", "500", "slow"}
+        asked = len(server.requests)
+        p = annotate(src, out, base, "--n", "8")  # cached: nothing asked again
+        assert p.returncode == 0 and len(server.requests) == asked and len(rows(out)) == 8
+        assert json.loads(p.stdout.strip().splitlines()[-1])["cached"] == 8
+        p = annotate(src, out, base, "--n", "12")  # a larger sample is a superset: only the 4 new ones
+        assert p.returncode == 0 and len(server.requests) == asked + 4
+        assert {r["text"] for r in got} < {r["text"] for r in rows(out)} and len(rows(out)) == 12
+
+
+def test_unparseable_answers_are_counted_not_guessed(tmp_path):
+    src, out = corpus(tmp_path, 6), tmp_path / "ann.jsonl"
+    with fake_llm(lambda m, n: "Hmm, hard to say.") as (base, server):
+        p = annotate(src, out, base, "--n", "6")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout.strip().splitlines()[-1])["unparseable"] == 6
+    assert all(r["label"] is None for r in rows(out))
+    with pytest.raises(SystemExit, match="at least 2"):
+        F.load_annotations(out)
+
+
+def test_no_teacher_means_no_labels_and_says_how_to_start_one(tmp_path):
+    src, out = corpus(tmp_path, 4), tmp_path / "ann.jsonl"
+    p = annotate(src, out, "http://127.0.0.1:9/v1", "--n", "4")  # port 9 (discard): nothing listens
+    assert p.returncode != 0 and "python llm.py serve" in p.stderr
+    assert not out.exists() or not rows(out)
+
+
+def test_killed_and_rerun_annotate_loses_and_duplicates_nothing(tmp_path):
+    src, out = corpus(tmp_path, 40), tmp_path / "ann.jsonl"
+    with fake_llm(lambda m, n: (time.sleep(0.2), teacher(m, n))[1]) as (base, server):
+        cmd = [sys.executable, "filter.py", "annotate", "--source", src, "--out", str(out), "--n", "40",
+               "--api-base", base, "--model", "fake", "--workers", "2"]
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        while not out.exists() or sum(1 for line in open(out) if line.endswith("\n")) < 8:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        with open(out, "a") as f:
+            f.write('{"key": "torn by a kill in the middle of a wri')  # what a kill mid-write leaves
+        complete = sum(1 for line in open(out) if line.endswith("\n"))
+        assert 8 <= complete < 40
+        p = annotate(src, out, base, "--n", "40")
+        assert p.returncode == 0, p.stderr
+    good = [r for r in F.iter_jsonl(out)]
+    assert len(good) == 40 and len({r["key"] for r in good}) == 40  # each document exactly once
+    assert len(server.requests) <= 40 + 2 + 1  # at most the in-flight requests and the torn one asked twice
+
+
+# ----------------------------------------------------------------------------
+# Features, training and keeping
+
+def test_ngram_features_are_deterministic_frequencies():
+    texts = ["def f(x):\n    return x + 1\n", "import os\n", ""]
+    X = F.ngram_features(texts, dim=64)
+    assert X.shape == (3, 65) and np.array_equal(X, F.ngram_features(texts, dim=64))
+    assert np.allclose(X[:2, :64].sum(1), 1) and X[2].sum() == 0
+    assert X[0, 64] > X[1, 64] > 0  # log length
+
+
+def test_model_features_mean_pool_ignores_padding(tmp_path):
+    torch = pytest.importorskip("torch")
+    from model import Phi, PhiConfig
+    torch.manual_seed(0)
+    Phi(PhiConfig.preset("tiny")).save_pretrained(tmp_path / "tiny")
+    texts = ["x = 1\n", "def long_function_name(a, b, c):\n    return [a, b, c] * 10\n" * 3]
+    both = F.model_features(texts, str(tmp_path / "tiny"), "cpu", batch_size=2)
+    alone = F.model_features(texts[:1], str(tmp_path / "tiny"), "cpu", batch_size=1)
+    assert both.shape[0] == 2 and np.isfinite(both).all()
+    assert np.allclose(both[0], alone[0], atol=1e-4)  # a padded batch changes nothing
+
+
+def test_classification_metrics():
+    m = F.classification_metrics(["a", "a", "b", "b"], ["a", "b", "b", "b"], ["a", "b"])
+    assert m["accuracy"] == 0.75 and m["confusion_matrix"] == [[1, 1], [0, 2]]
+    assert m["per_class"]["a"] == {"precision": 1.0, "recall": 0.5, "f1": pytest.approx(2 / 3), "support": 2}
+    assert m["f1"] == pytest.approx((2 / 3 + 0.8) / 2)
+
+
+def filtered(src, ann, out, *rule):
+    p = subprocess.run([sys.executable, "filter.py", "train-and-keep", "--source", src, "--annotations", str(ann),
+                        "--out", str(out), "--trees", "20", "--dim", "128", *rule],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    return {r["id"]: r for r in F.iter_jsonl(out / "kept.jsonl")}, {r["id"]: r["score"] for r in F.iter_jsonl(out / "scores.jsonl")}
+
+
+def test_keep_writes_exactly_the_documents_at_or_above_the_threshold(tmp_path):
+    src, ann = corpus(tmp_path, 30), tmp_path / "ann.jsonl"
+    with fake_llm(teacher) as (base, server):
+        assert annotate(src, ann, base, "--n", "20").returncode == 0
+    kept, scores = filtered(src, ann, tmp_path / "f", "--threshold", "0.5")
+    assert len(scores) == 30
+    assert set(kept) == {i for i, s in scores.items() if s >= 0.5}
+    assert all(kept[i]["score"] == scores[i] and "lesson" in kept[i]["text"] for i in kept)  # and it learned
+    metrics = json.loads((tmp_path / "f" / "metrics.json").read_text())
+    assert metrics["accuracy"] == 1.0 and metrics["baseline_accuracy"] < 1.0
+    report = json.loads((tmp_path / "f" / "keep.json").read_text())
+    assert report["documents"] == 30 and report["kept_documents"] == len(kept) == report["sources"][src]["kept_documents"]
+    assert (tmp_path / "f" / "scores.svg").read_text().startswith("<svg")
+
+    # On a forest whose scores spread out (labels at random), every threshold cuts exactly.
+    noisy, ann2 = tmp_path / "noisy", tmp_path / "ann2.jsonl"
+    with fake_llm(lambda m, n: random.Random(m[-1]["content"]).choice(["Educational value: high", "Educational value: low"])) as (base, server):
+        assert annotate(src, ann2, base, "--n", "24").returncode == 0
+    _, spread = filtered(src, ann2, noisy)
+    t = next(t for t in sorted(set(spread.values())) if any(t - 0.2 <= s < t for s in spread.values()))
+    p = subprocess.run([sys.executable, "filter.py", "keep", "--source", src, "--forest", str(noisy), "--out", str(noisy),
+                        "--threshold", str(t)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert {r["id"] for r in F.iter_jsonl(noisy / "kept.jsonl")} == {i for i, s in spread.items() if s >= t}
+
+    lines = len(open(tmp_path / "f" / "scores.jsonl").readlines())
+    kept, scores = filtered(src, ann, tmp_path / "f", "--keep-top", "0.2")  # same forest: scores are reused
+    assert len(open(tmp_path / "f" / "scores.jsonl").readlines()) == lines
+    assert len(kept) == 6 and min(kept[i]["score"] for i in kept) >= max(s for i, s in scores.items() if i not in kept)
+
+
+def test_nodes_without_any_valid_split_become_leaves():
+    X = np.array([[0.0, 1.0]] * 6 + [[1.0, 0.0]] * 4)  # the first six rows are one point with two labels
+    y = np.array([0, 1, 0, 1, 0, 1, 1, 1, 1, 1])
+    forest = F.RandomForest(5, seed=0).fit(X, y)
+    assert list(forest.predict([[1.0, 0.0]])) == [1]
+    assert 0 < forest.predict_proba([[0.0, 1.0]])[0, 1] < 1
