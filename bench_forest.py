@@ -1,5 +1,5 @@
 """
-bench_forest.py: filter.py's NumPy RandomForest side by side with scikit-learn's RandomForestClassifier.
+bench_forest.py: forest.py's NumPy RandomForest side by side with scikit-learn's RandomForestClassifier.
 
     python bench_forest.py                       # the table for the README (~10 minutes on 2 cores)
     python bench_forest.py --repeats 1 --quick   # a smoke run
@@ -26,7 +26,7 @@ from sklearn.datasets import load_breast_cancer, load_digits, load_wine, make_cl
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.model_selection import train_test_split
 
-from filter import RandomForest
+from forest import RandomForest
 
 
 def problems(quick):
@@ -68,7 +68,7 @@ def main():
     parser.add_argument("--quick", action="store_true", help="4k instead of 20k documents")
     parser.add_argument("--json", help="also write the raw results here")
     args = parser.parse_args()
-    makers = {"filter.RandomForest": lambda seed: RandomForest(args.trees, max_features="sqrt", seed=seed),
+    makers = {"forest.RandomForest": lambda seed: RandomForest(args.trees, max_features="sqrt", seed=seed),
               "sklearn": lambda seed: RandomForestClassifier(args.trees, max_features="sqrt", n_jobs=1, random_state=seed)}
     results = []
     for name, X, y, test in problems(args.quick):

@@ -17,6 +17,7 @@ from sklearn.datasets import load_digits, make_classification
 from sklearn.ensemble import RandomForestClassifier
 
 import filter as F
+import forest as RF  # the forest's internals; F.RandomForest is its re-export
 from fake_llm import fake_llm
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -98,7 +99,7 @@ def test_histogram_and_sorted_split_search_grow_the_same_trees(monkeypatch):
     X, y = make_classification(n_samples=700, n_features=10, n_classes=3, n_informative=5, random_state=3)
     forests = []
     for dense in (0.0, np.inf):  # never / always the histogram
-        monkeypatch.setattr(F, "DENSE", dense)
+        monkeypatch.setattr(RF, "DENSE", dense)
         forests.append(F.RandomForest(10, seed=5).fit(X, y))
     for k in ("feature", "threshold", "left", "value"):
         assert np.array_equal(getattr(forests[0], k), getattr(forests[1], k)), k
@@ -106,16 +107,16 @@ def test_histogram_and_sorted_split_search_grow_the_same_trees(monkeypatch):
 
 @pytest.mark.parametrize("dense", [0.0, np.inf])
 def test_best_split_is_the_brute_force_best(monkeypatch, dense):
-    monkeypatch.setattr(F, "DENSE", dense)
+    monkeypatch.setattr(RF, "DENSE", dense)
     rng = np.random.default_rng(7)
     n, d, K, m, C = 300, 6, 5, 3, 3
     Xb = rng.integers(0, 40, (n, d)).astype(np.uint8)
     sample = rng.choice(n, 200, replace=False)
     node, y, w = rng.integers(0, K, 200), rng.integers(0, C, 200), rng.integers(1, 4, 200)
-    Fs = F.sample_features(rng, K, d, m)
+    Fs = RF.sample_features(rng, K, d, m)
     totals = np.zeros((K, C), np.int64)
     np.add.at(totals, (node, y), w)
-    feature, threshold, gain = F.best_splits(Xb, sample, node, y, w, Fs, totals, min_leaf=2)
+    feature, threshold, gain = RF.best_splits(Xb, sample, node, y, w, Fs, totals, min_leaf=2)
 
     def quality(k, f, b):  # sum_c L_c^2/|L| + sum_c R_c^2/|R|, by definition
         at = node == k
