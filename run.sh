@@ -34,6 +34,7 @@
 #   N_ANNOTATE, ANNOTATE_CHARS  documents the teacher labels, and how much of each it reads
 #   N_TEXTBOOKS, N_EXERCISES, SYNTH_TOKENS, SYNTH_WORKERS   rows wanted, max tokens per answer, requests at once
 #   SYNTH_MINUTES               time budget of each synthetic set (cpu: 4; 0 = none): see synthesize below
+#   MIN_EXAMPLES                >>> examples an exercise must pass (1; 0 with the local teacher: see below)
 #   PHI_MODEL, BLOCK_SIZE, BATCH, MICRO_BATCH, PRETRAIN_ITERS, FINETUNE_ITERS, FINETUNE_BATCH (default BATCH),
 #   NPROC                       the student's training; NPROC > 1 runs train.py under torchrun
 #   EVAL_LIMIT, EVAL_TOKENS     problems per benchmark (0 = all 164 + 500), max tokens per completion
@@ -110,9 +111,13 @@ esac
 SYNTH_MINUTES=${SYNTH_MINUTES:-0}  # 0: no time limit
 API_BASE=${API_BASE:-$LOCAL_TEACHER}
 MODEL=${MODEL:-smollm2}
+# An exercise's docstring must show >>> examples that its solution passes. SmolLM2-135M almost never writes
+# them (README, synth.py), so with the local teacher a docstring and a solution that runs will do.
+MIN_EXAMPLES=${MIN_EXAMPLES:-$([[ $API_BASE == "$LOCAL_TEACHER" ]] && echo 0 || echo 1)}
 TEACHER=(--api-base "$API_BASE" --model "$MODEL")
+read -r -a specs <<< "${CODE_SOURCES:-}"
 SOURCES=()
-for s in ${CODE_SOURCES:-}; do SOURCES+=(--source "$s"); done
+for s in "${specs[@]}"; do SOURCES+=(--source "$s"); done
 TRAIN=(python train.py)
 if (( NPROC > 1 )); then TRAIN=(torchrun --standalone --nproc_per_node="$NPROC" train.py); fi
 mkdir -p "$RUN/.done"
@@ -175,7 +180,7 @@ python report.py "$RUN" --settings scale="$SCALE" teacher="$MODEL@$API_BASE" cod
 
 # The raw corpus, a labelled sample of it, and the code the forest keeps (paper 2.1).
 step raw python prepare.py "${SOURCES[@]}" --out "$RUN/raw"
-done_ annotate && done_ textbooks && done_ exercises || need_teacher
+if ! (done_ annotate && done_ textbooks && done_ exercises); then need_teacher; fi
 step annotate python filter.py annotate "${SOURCES[@]}" --n "$N_ANNOTATE" --max-chars "$ANNOTATE_CHARS" \
     --out "$RUN/annotations.jsonl" "${TEACHER[@]}"
 step filter python filter.py train-and-keep "${SOURCES[@]}" --annotations "$RUN/annotations.jsonl" --out "$RUN/filter"
@@ -186,8 +191,10 @@ step filter python filter.py train-and-keep "${SOURCES[@]}" --annotations "$RUN/
 # rows it has (synth.py writes each as it comes), and fails only if there are none.
 synthesize() {
     local kind=$1 n=$2 rc=0 rows
+    local strict=()
+    if [[ $kind == exercises ]]; then strict=(--min-examples "$MIN_EXAMPLES"); fi
     timeout -s INT "${SYNTH_MINUTES}m" python synth.py "$kind" --n "$n" --max-tokens "$SYNTH_TOKENS" \
-        --workers "$SYNTH_WORKERS" --out "$RUN/$kind.jsonl" "${TEACHER[@]}" || rc=$?
+        --workers "$SYNTH_WORKERS" --out "$RUN/$kind.jsonl" "${strict[@]}" "${TEACHER[@]}" || rc=$?
     (( rc == 0 )) && return
     (( rc == 124 )) || exit "$rc"
     rows=0
@@ -211,23 +218,32 @@ decontaminate() {
 step decontaminate decontaminate
 
 # CodeTextbook = filtered code + textbooks, for pretraining; CodeExercises for finetuning (paper 2).
-# make_bin OUT SOURCE...: train.py evaluates on whole windows, so a set too small for VAL_FRACTION of it to
-# fill one (the cpu scale's few exercises) holds out a larger share, up to half.
+# make_bin OUT SOURCE...: train.py reads whole windows of BLOCK_SIZE + 1 tokens from train.bin and val.bin, so
+# a set too small for VAL_FRACTION of it to fill one (the cpu scale's few exercises) holds out more, while
+# train.bin still holds a window.
 make_bin() {
     local out=$1 fraction=$VAL_FRACTION
     shift
     while :; do
         python prepare.py --source "$@" --out "$out" --val-fraction "$fraction"
-        python -c "import json, sys; sys.exit(json.load(open(sys.argv[1]))['splits']['val']['tokens'] <= int(sys.argv[2]))" \
-            "$out/meta.json" "$BLOCK_SIZE" && return
-        if [[ $fraction == 0.5 ]]; then echo "run.sh: $out is too small for even one validation window" >&2; exit 1; fi
-        fraction=$(python -c "print(min(0.5, 2 * $fraction))")
-        echo "== $out: val.bin holds less than one $BLOCK_SIZE-token window; holding out $fraction instead"
+        read -r train val < <(python -c "import json, sys; s = json.load(open(sys.argv[1]))['splits']
+print(s['train']['tokens'], s['val']['tokens'])" "$out/meta.json")
+        if (( train <= BLOCK_SIZE )); then
+            echo "run.sh: $out is too small to train on: $train tokens in train.bin, a window is $((BLOCK_SIZE + 1))" >&2
+            exit 1
+        fi
+        (( val > BLOCK_SIZE )) && return
+        if [[ $fraction == 0.8 ]]; then echo "run.sh: $out is too small for a validation window" >&2; exit 1; fi
+        fraction=$(python -c "print(min(0.8, 2 * $fraction))")
+        echo "== $out: val.bin holds less than one $((BLOCK_SIZE + 1))-token window; holding out $fraction instead"
     done
 }
 bins() {
-    make_bin "$RUN/codetextbook" "$RUN/filter/kept.jsonl" "$RUN/textbooks.clean.jsonl" ${TEXTBOOK_SOURCES:-}
-    make_bin "$RUN/codeexercises" "$RUN/exercises.clean.jsonl" ${EXERCISE_SOURCES:-}
+    local more_textbooks more_exercises
+    read -r -a more_textbooks <<< "${TEXTBOOK_SOURCES:-}"
+    read -r -a more_exercises <<< "${EXERCISE_SOURCES:-}"
+    make_bin "$RUN/codetextbook" "$RUN/filter/kept.jsonl" "$RUN/textbooks.clean.jsonl" "${more_textbooks[@]}"
+    make_bin "$RUN/codeexercises" "$RUN/exercises.clean.jsonl" "${more_exercises[@]}"
 }
 step bins bins
 
