@@ -93,6 +93,15 @@ def pass_at_1(run, model, task):
     return report["pass@1"], report.get("problems")
 
 
+def distinct_completions(run, model, task):
+    """(distinct completions, samples) in eval/MODEL-TASK.samples.jsonl, or None."""
+    path = os.path.join(run, "eval", f"{model}-{task}.samples.jsonl")
+    if not os.path.isfile(path):
+        return None
+    completions = [r.get("completion") for r in iter_jsonl(path)]
+    return len(set(map(str, completions))), len(completions)
+
+
 def forest_metrics(run):
     """The forest's held-out metrics (filter.py train) and what it kept (filter.py keep)."""
     return read_json(os.path.join(run, "filter", "metrics.json")), read_json(os.path.join(run, "filter", "keep.json"))
@@ -239,7 +248,9 @@ def section_training(run, done):
         if "batch" in settings and "block_size" in settings:
             tokens = log["iters"] * int(settings["batch"]) * int(settings["block_size"])
             corpus = bin_counts(os.path.join(run, data))
-            seen = f" = {number(tokens)} tokens" + (f", {tokens / corpus['tokens']:.2g} epochs" if corpus else "")
+            epochs = tokens / corpus["tokens"] if corpus else None
+            seen = f" = {number(tokens)} tokens" + (f", {epochs:.2g} epochs" if epochs and epochs < 10 else
+                                                     f", {epochs:,.0f} epochs" if epochs else "")
         lines += ["", f"{log['iters']} steps{seen}; last train loss {number(log['train_loss'])}, val loss "
                       f"{number(log['first_val_loss'])} -> {number(log['val_loss'])}; "
                       f"median {number(log['tokens_per_sec'])} tokens/s.", ""]
@@ -259,8 +270,15 @@ def section_benchmarks(run, done):
             cells.append(f"{pct(r[0])} of {r[1]}" if r else MISSING)
         paper = [pct(PAPER[(model, t)]) if (model, t) in PAPER else "not reported" for t in TASKS]
         lines.append(f"| {name} (this run) | {' | '.join(cells)} | {' | '.join(paper)} |")
-    return lines + ["", "The paper's models are 1.3B parameters trained on 7B tokens (Table 1); this run's size is "
-                        "in the settings below.", ""]
+    lines += ["", "The paper's models are 1.3B parameters trained on 7B tokens (Table 1); this run's size is "
+                  "in the settings below."]
+    # A model too small or too briefly trained to read the prompt writes the same text for every problem:
+    # say so, since a 0% alone cannot tell that apart from a broken harness.
+    distinct = [f"{name} {TASKS[t]} {c[0]} of {c[1]}" for m, name in MODELS.items() for t in TASKS
+                if (c := distinct_completions(run, m, t))]
+    if distinct:
+        lines += ["", "Distinct completions (1 means the model ignores the prompt): " + "; ".join(distinct) + "."]
+    return lines + [""]
 
 
 def section_decontamination(run, done):

@@ -159,3 +159,12 @@ def test_report_of_an_empty_or_odd_run_says_so(tmp_path):
     text = open(report.write_report(str(tmp_path))).read()
     assert "## Forest (held-out)\n\nunreadable: KeyError" in text
     assert "## Training curves" in text  # the sections after it are still written
+
+
+def test_report_counts_distinct_completions(tmp_path):
+    """A model that writes the same text for every problem is named as such beside its 0%."""
+    (tmp_path / "eval").mkdir()
+    rows = [{"task_id": f"HumanEval/{i}", "completion": "    pass\n" if i else "    return 1\n"} for i in range(4)]
+    (tmp_path / "eval" / "phi1-humaneval.samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    text = open(report.write_report(str(tmp_path))).read()
+    assert "Distinct completions (1 means the model ignores the prompt): phi-1 HumanEval 2 of 4." in text
