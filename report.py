@@ -245,8 +245,11 @@ def section_training(run, done):
             lines += ["", f"{MISSING} (`{out}/log.jsonl`)", ""]
             continue
         seen = ""
-        if "batch" in settings and "block_size" in settings:
-            tokens = log["iters"] * int(settings["batch"]) * int(settings["block_size"])
+        # finetuning has its own batch and block (run.sh records both), else the pretraining ones
+        batch = settings.get("finetune_batch" if out == "phi1" else "batch", settings.get("batch"))
+        block = settings.get("finetune_block" if out == "phi1" else "block_size", settings.get("block_size"))
+        if batch and block:
+            tokens = log["iters"] * int(batch) * int(block)
             corpus = bin_counts(os.path.join(run, data))
             epochs = tokens / corpus["tokens"] if corpus else None
             seen = f" = {number(tokens)} tokens" + (f", {epochs:.2g} epochs" if epochs and epochs < 10 else

@@ -35,7 +35,8 @@
 #   N_TEXTBOOKS, N_EXERCISES, SYNTH_TOKENS, SYNTH_WORKERS   rows wanted, max tokens per answer, requests at once
 #   SYNTH_MINUTES               time budget of each synthetic set (cpu: 4; 0 = none): see synthesize below
 #   MIN_EXAMPLES                >>> examples an exercise must pass (1; 0 with the local teacher: see below)
-#   PHI_MODEL, BLOCK_SIZE, BATCH, MICRO_BATCH, PRETRAIN_ITERS, FINETUNE_ITERS, FINETUNE_BATCH (default BATCH),
+#   PHI_MODEL, BLOCK_SIZE, BATCH, MICRO_BATCH, PRETRAIN_ITERS, FINETUNE_ITERS, FINETUNE_BATCH, FINETUNE_BLOCK
+#   (the last two default to BATCH and BLOCK_SIZE),
 #   NPROC                       the student's training; NPROC > 1 runs train.py under torchrun
 #   EVAL_LIMIT, EVAL_TOKENS     problems per benchmark (0 = all 164 + 500), max tokens per completion
 #   STOP_AFTER=STEP             stop once STEP is done (e.g. bins, to train on several nodes by hand: README)
@@ -58,15 +59,17 @@ if [[ -d ../shared/data ]]; then EVAL_DATA=(--data-dir ../shared/data); fi
 # Sizes. `: "${X:=v}"` keeps X from the environment and sets it to v otherwise; SMOKE's values come first.
 if [[ ${SMOKE:-0} == 1 ]]; then
     : "${N_ANNOTATE:=12}" "${ANNOTATE_CHARS:=600}" "${N_TEXTBOOKS:=4}" "${N_EXERCISES:=30}" "${SYNTH_TOKENS:=256}"
-    : "${BLOCK_SIZE:=64}" "${BATCH:=4}" "${MICRO_BATCH:=4}" "${PRETRAIN_ITERS:=4}" "${FINETUNE_ITERS:=3}"
-    : "${EVAL_LIMIT:=3}" "${EVAL_TOKENS:=32}" "${VAL_FRACTION:=0.1}"
+    : "${BLOCK_SIZE:=64}" "${FINETUNE_BLOCK:=64}" "${BATCH:=4}" "${MICRO_BATCH:=4}" "${PRETRAIN_ITERS:=4}"
+    : "${FINETUNE_ITERS:=3}" "${EVAL_LIMIT:=3}" "${EVAL_TOKENS:=32}" "${VAL_FRACTION:=0.1}"
 fi
 case $SCALE in
 cpu)  # <= 30 minutes on 2 cores, installs included (17 measured): the README says where the time goes
     : "${N_ANNOTATE:=30}" "${ANNOTATE_CHARS:=1000}" "${N_TEXTBOOKS:=6}" "${N_EXERCISES:=6}" "${SYNTH_TOKENS:=384}"
-    : "${SYNTH_MINUTES:=4}" "${SYNTH_WORKERS:=2}" "${PHI_MODEL:=tiny}" "${BLOCK_SIZE:=128}" "${BATCH:=8}"
-    : "${MICRO_BATCH:=8}"
-    : "${PRETRAIN_ITERS:=200}" "${FINETUNE_ITERS:=60}" "${NPROC:=1}" "${EVAL_LIMIT:=0}" "${EVAL_TOKENS:=128}"
+    : "${SYNTH_MINUTES:=4}" "${SYNTH_WORKERS:=2}" "${PHI_MODEL:=tiny}" "${BATCH:=8}" "${MICRO_BATCH:=8}"
+    # 256 tokens, not 128: most HumanEval prompts are longer than 128, and a student trained on 128 writes the
+    # same text for every prompt. The few exercises fill no 256-token validation window, so they train on 128.
+    : "${BLOCK_SIZE:=256}" "${FINETUNE_BLOCK:=128}"
+    : "${PRETRAIN_ITERS:=300}" "${FINETUNE_ITERS:=60}" "${NPROC:=1}" "${EVAL_LIMIT:=0}" "${EVAL_TOKENS:=128}"
     : "${EVAL_BATCH:=32}" "${VAL_FRACTION:=0.1}"
     PRETRAIN=(config/tiny_cpu.py --warmup_iters=$((PRETRAIN_ITERS / 10)) --eval_interval=$((PRETRAIN_ITERS / 4)))
     FINETUNE=(config/tiny_cpu.py config/finetune.py --learning_rate=2e-4 --warmup_iters=$((FINETUNE_ITERS / 10))
@@ -109,6 +112,7 @@ paper)  # paper section 2: ~100k labelled files; 35B tokens filtered to ~6B; ~1B
     exit 2 ;;
 esac
 SYNTH_MINUTES=${SYNTH_MINUTES:-0}  # 0: no time limit
+FINETUNE_BLOCK=${FINETUNE_BLOCK:-$BLOCK_SIZE}
 API_BASE=${API_BASE:-$LOCAL_TEACHER}
 MODEL=${MODEL:-smollm2}
 # An exercise's docstring must show >>> examples that its solution passes. SmolLM2-135M almost never writes
@@ -176,6 +180,7 @@ echo "phi-1 recipe at $SCALE scale into $RUN; teacher $MODEL at $API_BASE"
 python report.py "$RUN" --settings scale="$SCALE" teacher="$MODEL@$API_BASE" code="${CODE_SOURCES:-stdlib}" \
     n_annotate="$N_ANNOTATE" n_textbooks="$N_TEXTBOOKS" n_exercises="$N_EXERCISES" model="$PHI_MODEL" \
     block_size="$BLOCK_SIZE" batch="$BATCH" pretrain_iters="$PRETRAIN_ITERS" finetune_iters="$FINETUNE_ITERS" \
+    finetune_block="$FINETUNE_BLOCK" finetune_batch="${FINETUNE_BATCH:-$BATCH}" \
     gpus="$NPROC" eval_limit="$EVAL_LIMIT"
 
 # The raw corpus, a labelled sample of it, and the code the forest keeps (paper 2.1).
@@ -218,44 +223,43 @@ decontaminate() {
 step decontaminate decontaminate
 
 # CodeTextbook = filtered code + textbooks, for pretraining; CodeExercises for finetuning (paper 2).
-# make_bin OUT SOURCE...: train.py reads whole windows of BLOCK_SIZE + 1 tokens from train.bin and val.bin, so
+# make_bin OUT BLOCK SOURCE...: train.py reads whole windows of BLOCK + 1 tokens from train.bin and val.bin, so
 # a set too small for VAL_FRACTION of it to fill one (the cpu scale's few exercises) holds out more, while
 # train.bin still holds a window.
 make_bin() {
-    local out=$1 fraction=$VAL_FRACTION
-    shift
+    local out=$1 block=$2 fraction=$VAL_FRACTION
+    shift 2
     while :; do
         python prepare.py --source "$@" --out "$out" --val-fraction "$fraction"
         read -r train val < <(python -c "import json, sys; s = json.load(open(sys.argv[1]))['splits']
 print(s['train']['tokens'], s['val']['tokens'])" "$out/meta.json")
-        if (( train <= BLOCK_SIZE )); then
-            echo "run.sh: $out is too small to train on: $train tokens in train.bin, a window is $((BLOCK_SIZE + 1))" >&2
+        if (( train <= block )); then
+            echo "run.sh: $out is too small to train on: $train tokens in train.bin, a window is $((block + 1))" >&2
             exit 1
         fi
-        (( val > BLOCK_SIZE )) && return
+        (( val > block )) && return
         if [[ $fraction == 0.8 ]]; then echo "run.sh: $out is too small for a validation window" >&2; exit 1; fi
         fraction=$(python -c "print(min(0.8, 2 * $fraction))")
-        echo "== $out: val.bin holds less than one $((BLOCK_SIZE + 1))-token window; holding out $fraction instead"
+        echo "== $out: val.bin holds less than one $((block + 1))-token window; holding out $fraction instead"
     done
 }
 bins() {
     local more_textbooks more_exercises
     read -r -a more_textbooks <<< "${TEXTBOOK_SOURCES:-}"
     read -r -a more_exercises <<< "${EXERCISE_SOURCES:-}"
-    make_bin "$RUN/codetextbook" "$RUN/filter/kept.jsonl" "$RUN/textbooks.clean.jsonl" "${more_textbooks[@]}"
-    make_bin "$RUN/codeexercises" "$RUN/exercises.clean.jsonl" "${more_exercises[@]}"
+    make_bin "$RUN/codetextbook" "$BLOCK_SIZE" "$RUN/filter/kept.jsonl" "$RUN/textbooks.clean.jsonl" "${more_textbooks[@]}"
+    make_bin "$RUN/codeexercises" "$FINETUNE_BLOCK" "$RUN/exercises.clean.jsonl" "${more_exercises[@]}"
 }
 step bins bins
 
 # phi-1-base, then phi-1 (paper 2.3). A run killed midway continues from its last checkpoint.
 init() { if [[ -f $1/ckpt.pt ]]; then echo resume; else echo "$2"; fi; }
-SIZES=(--block_size="$BLOCK_SIZE" --micro_batch_size="$MICRO_BATCH")
 step pretrain "${TRAIN[@]}" "${PRETRAIN[@]}" --model="$PHI_MODEL" --data_dir="$RUN/codetextbook" \
     --out_dir="$RUN/base" --init_from="$(init "$RUN/base" scratch)" --max_iters="$PRETRAIN_ITERS" \
-    --batch_size="$BATCH" "${SIZES[@]}"
+    --batch_size="$BATCH" --block_size="$BLOCK_SIZE" --micro_batch_size="$MICRO_BATCH"
 step finetune "${TRAIN[@]}" "${FINETUNE[@]}" --data_dir="$RUN/codeexercises" --out_dir="$RUN/phi1" \
     --init_from="$(init "$RUN/phi1" "$RUN/base/$BASE_CKPT")" --max_iters="$FINETUNE_ITERS" \
-    --batch_size="${FINETUNE_BATCH:-$BATCH}" "${SIZES[@]}"
+    --batch_size="${FINETUNE_BATCH:-$BATCH}" --block_size="$FINETUNE_BLOCK" --micro_batch_size="$MICRO_BATCH"
 
 # Greedy pass@1 of both models on both benchmarks (paper 3). A finished report is not redone.
 evaluate() {
