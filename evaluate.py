@@ -226,8 +226,15 @@ def generate(model, prompts, stop, max_new_tokens=384, temperature=0.0, top_p=0.
     import torch  # here, so that scoring (and synth.py, which imports this file) does not pay torch's import
     tok = get_tokenizer()
     device = next(model.parameters()).device
-    room = max(1, model.config.block_size - max_new_tokens)  # a prompt longer than this keeps its end
-    ids = [tok.encode(p)[-room:] for p in prompts]
+    # A prompt longer than the model's context keeps its end. The completion may then run past the context
+    # it was trained on, which rotary positions allow; cropping to make room for it instead would leave a
+    # short-context model (the cpu scale's) little or nothing of the prompt.
+    ids = [tok.encode(p) for p in prompts]
+    cropped = sum(len(i) > model.config.block_size for i in ids)
+    if cropped:
+        print(f"{cropped} prompts are longer than the model's {model.config.block_size}-token context: kept their ends",
+              file=sys.stderr)
+    ids = [i[-model.config.block_size:] for i in ids]
     order = sorted(range(len(prompts)), key=lambda i: len(ids[i]))
     for start in range(0, len(order), batch_size):
         batch = order[start:start + batch_size]

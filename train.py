@@ -317,6 +317,9 @@ def build_model(cfg, device):
         # mmap: 8 ranks share one copy of a 20 GB checkpoint in the page cache instead of 8 in RAM
         ckpt = torch.load(src, map_location="cpu", weights_only=True, mmap=True)
         model_config, state = ckpt["model_config"], ckpt["model"]
+    # The context is the longer of the weights' and this run's: finetuning on short windows (a few short
+    # exercises) does not make the model forget the positions it was pretrained on.
+    train_fields["block_size"] = max(cfg.block_size, model_config.get("block_size", 0))
     with torch.device(device):
         model = Phi(PhiConfig(**{**model_config, **train_fields}))
     model.load_state_dict(state)

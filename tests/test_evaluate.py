@@ -308,6 +308,25 @@ def test_parse_score():
 # ----------------------------------------------------------------------------
 # Generation end to end with a tiny random model
 
+def test_generate_keeps_the_prompt_within_the_context(one_thread):
+    """A prompt that fits the model's context is given whole, even when the completion will run past the
+    context; a longer one keeps its last block_size tokens."""
+    torch = one_thread
+    from model import Phi, PhiConfig
+    from prepare import get_tokenizer
+    torch.manual_seed(0)
+    model = Phi(PhiConfig.preset("tiny", n_layer=1, block_size=24)).eval()
+    tok = get_tokenizer()
+    short, long = "def add(a, b):\n    return", "def f(x):\n    " + "y = x + 1\n    " * 10 + "return"
+    for text, keep in ((short, None), (long, 24)):
+        ids = tok.encode(text)
+        assert (len(ids) < 24 < len(ids) + 16) if keep is None else len(ids) > 24
+        ids = ids[-keep:] if keep else ids
+        want = model.generate(torch.tensor([ids]), 16)[0, len(ids):].tolist()
+        want = want[:want.index(tok.eot)] if tok.eot in want else want
+        [(_, got)] = list(evaluate.generate(model, [text], stop=[], max_new_tokens=16))
+        assert got == tok.decode(want)
+
 @pytest.mark.slow
 def test_generate_then_score_end_to_end(tmp_path, one_thread):
     torch = one_thread

@@ -334,11 +334,13 @@ def test_finetune_from_checkpoint_starts_fresh(bins, tmp_path):
     run([*TINY, f"--data_dir={bins}", f"--out_dir={base}", "--max_iters=2", "--eval_interval=0", "--dtype=bfloat16"])
     ft = tmp_path / "ft"
     run([*TINY, f"--data_dir={bins}", f"--out_dir={ft}", "--max_iters=1", "--eval_interval=0", "--dtype=float32",
-         f"--init_from={base / 'ckpt.pt'}", "--dropout=0.0"])
+         f"--init_from={base / 'ckpt.pt'}", "--dropout=0.0", "--block_size=32"])
     ckpt_base, ckpt_ft = (torch.load(p / "ckpt.pt", weights_only=True) for p in (base, ft))
     assert ckpt_base["iter"] == 2 and ckpt_ft["iter"] == 1 and [r["iter"] for r in read_log(ft)] == [1]
     assert ckpt_ft["optimizer"]["state"][0]["step"].item() == 1  # a fresh AdamW, not the base run's
     assert ckpt_ft["model_config"]["attn_pdrop"] == 0.0
+    # finetuned on 32-token windows, the model keeps the 64-token context it was pretrained on
+    assert ckpt_ft["config"]["block_size"] == 32 and ckpt_ft["model_config"]["block_size"] == 64
 
 
 def test_init_from_hugging_face_dir_and_out_dir(tmp_path):
