@@ -281,6 +281,17 @@ def section_benchmarks(run, done):
                 if (c := distinct_completions(run, m, t))]
     if distinct:
         lines += ["", "Distinct completions (1 means the model ignores the prompt): " + "; ".join(distinct) + "."]
+    # How the completions failed tells a model that writes wrong code (AssertionError) from one that writes
+    # no code yet (SyntaxError).
+    outcomes = []
+    for m, name in MODELS.items():
+        for t in TASKS:
+            counts = (read_json(os.path.join(run, "eval", f"{m}-{t}.json")) or {}).get("results_count") or {}
+            if counts:
+                top = sorted(counts.items(), key=lambda kv: -kv[1])
+                outcomes.append(f"- {name} {TASKS[t]}: " + ", ".join(f"{k.removeprefix('failed: ')} {v}" for k, v in top))
+    if outcomes:
+        lines += ["", "Outcomes of the completions:", ""] + outcomes
     return lines + [""]
 
 

@@ -162,9 +162,13 @@ def test_report_of_an_empty_or_odd_run_says_so(tmp_path):
 
 
 def test_report_counts_distinct_completions(tmp_path):
-    """A model that writes the same text for every problem is named as such beside its 0%."""
+    """A model that writes the same text for every problem is named as such beside its 0%, and the
+    outcomes say whether its code runs at all."""
     (tmp_path / "eval").mkdir()
     rows = [{"task_id": f"HumanEval/{i}", "completion": "    pass\n" if i else "    return 1\n"} for i in range(4)]
     (tmp_path / "eval" / "phi1-humaneval.samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "eval" / "phi1-humaneval.json").write_text(json.dumps(
+        {"pass@1": 0.25, "problems": 4, "results_count": {"failed: SyntaxError": 1, "passed": 1, "failed: AssertionError": 2}}))
     text = open(report.write_report(str(tmp_path))).read()
     assert "Distinct completions (1 means the model ignores the prompt): phi-1 HumanEval 2 of 4." in text
+    assert "- phi-1 HumanEval: AssertionError 2, SyntaxError 1, passed 1" in text
