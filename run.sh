@@ -63,7 +63,7 @@ if [[ ${SMOKE:-0} == 1 ]]; then
     : "${FINETUNE_ITERS:=3}" "${EVAL_LIMIT:=3}" "${EVAL_TOKENS:=32}" "${VAL_FRACTION:=0.1}"
 fi
 case $SCALE in
-cpu)  # <= 30 minutes on 2 cores, installs included (17 measured): the README says where the time goes
+cpu)  # <= 30 minutes on 2 cores, installs included (23 measured): the README says where the time goes
     : "${N_ANNOTATE:=30}" "${ANNOTATE_CHARS:=1000}" "${N_TEXTBOOKS:=6}" "${N_EXERCISES:=6}" "${SYNTH_TOKENS:=384}"
     : "${SYNTH_MINUTES:=4}" "${SYNTH_WORKERS:=2}" "${PHI_MODEL:=tiny}" "${BATCH:=8}" "${MICRO_BATCH:=8}"
     # 256 tokens, not 128: most HumanEval prompts are longer than 128, and a student trained on 128 writes the
