@@ -232,8 +232,8 @@ def generate(model, prompts, stop, max_new_tokens=384, temperature=0.0, top_p=0.
     ids = [tok.encode(p) for p in prompts]
     cropped = sum(len(i) > model.config.block_size for i in ids)
     if cropped:
-        tqdm.write(f"{cropped} of {len(ids)} prompts are longer than the model's {model.config.block_size}-token context: "
-                   "kept their ends", file=sys.stderr)  # tqdm.write: not in the middle of a progress bar
+        tqdm.write(f"{cropped} of {len(ids)} prompts are longer than the model's "
+                   f"{model.config.block_size}-token context: kept their ends", file=sys.stderr)  # tqdm.write: not in the middle of a progress bar
     ids = [i[-model.config.block_size:] for i in ids]
     order = sorted(range(len(prompts)), key=lambda i: len(ids[i]))
     for start in range(0, len(order), batch_size):
