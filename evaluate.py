@@ -229,12 +229,13 @@ def generate(model, prompts, stop, max_new_tokens=384, temperature=0.0, top_p=0.
     # A prompt longer than the model's context keeps its end. The completion may then run past the context
     # it was trained on, which rotary positions allow; cropping to make room for it instead would leave a
     # short-context model (the cpu scale's) little or nothing of the prompt.
+    context = model.config.block_size
     ids = [tok.encode(p) for p in prompts]
-    cropped = sum(len(i) > model.config.block_size for i in ids)
-    if cropped:
-        tqdm.write(f"{cropped} of {len(ids)} prompts are longer than the model's "
-                   f"{model.config.block_size}-token context: kept their ends", file=sys.stderr)  # tqdm.write: not in the middle of a progress bar
-    ids = [i[-model.config.block_size:] for i in ids]
+    cropped = sum(len(i) > context for i in ids)
+    if cropped:  # tqdm.write: not in the middle of the caller's progress bar
+        tqdm.write(f"{cropped} of {len(ids)} prompts are longer than the model's {context}-token context: "
+                   "kept their ends", file=sys.stderr)
+    ids = [i[-context:] for i in ids]
     order = sorted(range(len(prompts)), key=lambda i: len(ids[i]))
     for start in range(0, len(order), batch_size):
         batch = order[start:start + batch_size]

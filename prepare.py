@@ -153,6 +153,14 @@ def _umask():
     return mask
 
 
+def duration(seconds):
+    """12s, 3m05s or 2h07m: a wall time as people read it."""
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds < 3600 else f"{seconds // 3600}h{seconds // 60 % 60:02d}m"
+
+
 def iter_jsonl(path, skipped=None):
     """Yield the JSON objects of a .jsonl or .jsonl.gz file. A bad line (invalid UTF-8, bad JSON,
     not an object, a torn last line from a killed writer) is skipped and recorded in `skipped`

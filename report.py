@@ -29,7 +29,7 @@ import os
 import platform
 import sys
 
-from prepare import atomic_write, get_tokenizer, iter_jsonl
+from prepare import atomic_write, duration, get_tokenizer, iter_jsonl
 
 STEPS = ["raw", "annotate", "filter", "textbooks", "exercises", "decontaminate", "bins", "pretrain",
          "finetune", "evaluate"]
@@ -85,9 +85,14 @@ def train_log(out_dir):
             "tokens_per_sec": speeds[len(speeds) // 2] if speeds else None}
 
 
+def eval_report(run, model, task):
+    """evaluate.py's report eval/MODEL-TASK.json, or None."""
+    return read_json(os.path.join(run, "eval", f"{model}-{task}.json"))
+
+
 def pass_at_1(run, model, task):
     """(pass@1, problems) from eval/MODEL-TASK.json, or None."""
-    report = read_json(os.path.join(run, "eval", f"{model}-{task}.json"))
+    report = eval_report(run, model, task)
     if not report or "pass@1" not in report:
         return None
     return report["pass@1"], report.get("problems")
@@ -150,11 +155,6 @@ def one_line(marker):
     what = marker.get("produced") or {}
     items = ", ".join(f"{k} {number(v)}" for k, v in what.items()) or "nothing counted"
     return f"{items}; {duration(marker['seconds'])}"
-
-
-def duration(seconds):
-    seconds = round(seconds)
-    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
 def record_step(run, step, seconds):
@@ -237,17 +237,17 @@ def section_forest(run, done):
 
 def section_training(run, done):
     lines, settings = [], read_json(os.path.join(run, "settings.json")) or {}
-    for out, name, data in (("base", "phi-1-base: pretraining on CodeTextbook", "codetextbook"),
-                            ("phi1", "phi-1: finetuning on CodeExercises", "codeexercises")):
+    # each stage's batch and block: run.sh records finetuning's own (older runs: the pretraining ones)
+    for out, name, data, batch, block in (
+            ("base", "phi-1-base: pretraining on CodeTextbook", "codetextbook", "batch", "block_size"),
+            ("phi1", "phi-1: finetuning on CodeExercises", "codeexercises", "finetune_batch", "finetune_block")):
         lines.append(f"### {name}")
         log = train_log(os.path.join(run, out))
         if not log:
             lines += ["", f"{MISSING} (`{out}/log.jsonl`)", ""]
             continue
         seen = ""
-        # finetuning has its own batch and block (run.sh records both), else the pretraining ones
-        batch = settings.get("finetune_batch" if out == "phi1" else "batch", settings.get("batch"))
-        block = settings.get("finetune_block" if out == "phi1" else "block_size", settings.get("block_size"))
+        batch, block = settings.get(batch, settings.get("batch")), settings.get(block, settings.get("block_size"))
         if batch and block:
             tokens = log["iters"] * int(batch) * int(block)
             corpus = bin_counts(os.path.join(run, data))
@@ -286,10 +286,11 @@ def section_benchmarks(run, done):
     outcomes = []
     for m, name in MODELS.items():
         for t in TASKS:
-            counts = (read_json(os.path.join(run, "eval", f"{m}-{t}.json")) or {}).get("results_count") or {}
+            counts = (eval_report(run, m, t) or {}).get("results_count")
             if counts:
                 top = sorted(counts.items(), key=lambda kv: -kv[1])
-                outcomes.append(f"- {name} {TASKS[t]}: " + ", ".join(f"{k.removeprefix('failed: ')} {v}" for k, v in top))
+                outcomes.append(f"- {name} {TASKS[t]}: " +
+                                ", ".join(f"{k.removeprefix('failed: ')} {v}" for k, v in top))
     if outcomes:
         lines += ["", "Outcomes of the completions:", ""] + outcomes
     return lines + [""]

@@ -47,7 +47,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 from model import Phi, PhiConfig
-from prepare import atomic_write, iter_jsonl
+from prepare import atomic_write, duration, iter_jsonl
 
 # -----------------------------------------------------------------------------
 # Settings. The defaults are phi-1-base's pretraining (paper, section 2.3). The comment on each line
@@ -485,11 +485,6 @@ def peak_flops_per_gpu(device, override=0.0):
     if override or device.type != "cuda":
         return override or None
     return peak_flops_of(torch.cuda.get_device_name(device))
-
-
-def duration(seconds):
-    seconds = int(seconds)
-    return f"{seconds // 3600}h{seconds // 60 % 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
 
 
 def describe(cfg, model, world_size, accum, peak, start_iter):
