@@ -6,6 +6,8 @@ evaluate.py: HumanEval and MBPP pass@k, a guarded program runner, decontaminatio
     # generate with a model first (training checkpoint, train out_dir or Hugging Face directory), then score
     python evaluate.py --task humaneval --ckpt out/ckpt.pt --samples he.jsonl --out he.json             # greedy pass@1
     python evaluate.py --task mbpp --ckpt out --n 20 --temperature 0.8 --samples mbpp.jsonl --out mbpp.json  # pass@1,10
+    # the model's log-loss of the reference solutions, with a bootstrap 95% CI (also alongside --samples)
+    python evaluate.py --task humaneval --ckpt out/ckpt.pt --solution-loss --out he-loss.json
     # paper section 5: drop training rows that resemble HumanEval/MBPP (13-grams, AST match rate, embeddings)
     python evaluate.py --decontaminate data/exercises.jsonl --out data/exercises.clean.jsonl --report contamination.json
     # paper section 4: grade the samples 0-10 with an LLM over any OpenAI-compatible endpoint
@@ -277,6 +279,74 @@ def generate_samples(model, problems, task, path, n=1, batch_size=8, seed=0, **g
 
 
 # ----------------------------------------------------------------------------
+# Solution loss: how well a model predicts the reference solution after the prompt. At small scales pass@1 is 0
+# for every model, while this log-loss still moves, so comparisons between training runs can see small effects.
+
+def solution_windows(problems, block_size):
+    """Per problem (ids, first): the prompt's tokens then the reference solution's, each encoded on its own, cut to
+    the last block_size tokens as generation cuts prompts; `first` is the window position of the first solution
+    token that has a token before it to be predicted from (position 0 never is)."""
+    tok = get_tokenizer()
+    windows = []
+    for p in problems:
+        prompt, solution = tok.encode(p["prompt"]), tok.encode(p["canonical_solution"])
+        ids = prompt + solution
+        cut = max(0, len(ids) - block_size)
+        windows.append((ids[cut:], max(1, len(prompt) - cut)))
+    return windows
+
+
+def solution_losses(model, problems, batch_size=8):
+    """{task_id: mean cross-entropy in nats of the reference solution's tokens given everything before them}."""
+    import torch
+    import torch.nn.functional as F
+    windows = solution_windows(problems, model.config.block_size)
+    device, eot = next(model.parameters()).device, get_tokenizer().eot
+    order = sorted(range(len(windows)), key=lambda i: len(windows[i][0]))  # similar lengths: little padding
+    losses = {}
+    for start in tqdm(range(0, len(order), batch_size), desc="solution loss", unit="batch", leave=False):
+        batch = order[start:start + batch_size]
+        T = max(len(windows[i][0]) for i in batch)
+        # Right padding: causal attention never lets a real token see the padding after it.
+        idx = torch.full((len(batch), T), eot, dtype=torch.long)
+        for row, i in enumerate(batch):
+            idx[row, :len(windows[i][0])] = torch.tensor(windows[i][0])
+        with torch.no_grad():
+            h = model.features(idx.to(device))
+            for row, i in enumerate(batch):
+                ids, first = windows[i]
+                # position t predicts token t + 1, so solution tokens first .. len-1 come from positions first-1 ..
+                logits = model.lm_head(h[row, first - 1:len(ids) - 1]).float()
+                losses[problems[i]["task_id"]] = F.cross_entropy(logits, idx[row, first:len(ids)].to(device)).item()
+    return {p["task_id"]: losses[p["task_id"]] for p in problems}
+
+
+def bootstrap_ci(values, level=0.95, resamples=10_000, seed=0):
+    """Percentile bootstrap confidence interval of the mean of `values` (problems resampled with replacement).
+    The fixed seed makes the same values give the same interval on every run."""
+    x = np.asarray(values, dtype=np.float64)
+    means = x[np.random.default_rng(seed).integers(0, len(x), (resamples, len(x)))].mean(1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return [float(lo), float(hi)]
+
+
+def paired_difference(a, b, **ci_kwargs):
+    """Mean of a[t] - b[t] over the problems both dicts score, with its bootstrap CI. Pairing removes how hard each
+    problem is from the comparison, so the interval is much tighter than two separate ones would suggest."""
+    common = [t for t in a if t in b]
+    diff = [a[t] - b[t] for t in common]
+    return {"mean": float(np.mean(diff)), "ci95": bootstrap_ci(diff, **ci_kwargs), "problems": len(common)}
+
+
+def solution_loss_report(model, problems, batch_size=8):
+    """The report keys of --solution-loss: the mean over problems, its 95% CI and the per-problem values."""
+    per_task = solution_losses(model, problems, batch_size)
+    values = list(per_task.values())
+    return {"solution_loss": float(np.mean(values)), "solution_loss_ci95": bootstrap_ci(values),
+            "solution_loss_per_task": per_task}
+
+
+# ----------------------------------------------------------------------------
 # Decontamination (paper section 5): n-gram overlap, AST match rate, embedding distance.
 
 def _words(text):
@@ -503,6 +573,8 @@ def main(argv=None):
     g.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     g.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="default: the checkpoint's")
     g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--solution-loss", action="store_true",
+                   help="also (or, without --samples, only) report the model's log-loss of the reference solutions")
     e = parser.add_argument_group("execution")
     e.add_argument("--timeout", type=float, default=10.0, help="seconds per program (default: %(default)s)")
     e.add_argument("--workers", type=int, default=None, help="programs at once (default: CPU count)")
@@ -539,35 +611,43 @@ def main(argv=None):
         write_json(args.report, report)
         print(json.dumps({k: v for k, v in report.items() if k != "flagged"}, indent=1))
         return
-    if not (args.task and args.samples and args.out):
-        parser.error("--task, --samples and --out are required (or --decontaminate)")
+    if not (args.task and args.out and (args.samples or args.solution_loss)):
+        parser.error("--task and --out are required, with --samples and/or --solution-loss (or --decontaminate)")
+    if args.solution_loss and not args.ckpt:
+        parser.error("--solution-loss needs --ckpt (the model whose loss it measures)")
     if args.n < 1 or (args.n > 1 and args.temperature <= 0):
         parser.error("--n must be >= 1, and n > 1 samples need --temperature > 0 (greedy samples are all equal)")
     problems = load_problems(args.task, args.data_dir, args.cache_dir)[:args.limit]
+    report, summary = {"task": args.task, "problems": len(problems)}, {}
     if args.ckpt:
         import torch
         from model import load_model
         device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
         model = load_model(args.ckpt, device, getattr(torch, args.dtype) if args.dtype else None)
-        generate_samples(model, problems, args.task, args.samples, n=args.n, batch_size=args.batch_size,
-                         seed=args.seed, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                         top_p=args.top_p)
-    if not os.path.exists(args.samples):
-        parser.error(f"{args.samples} does not exist (give --ckpt to generate it)")
-    skipped = []
-    samples = list(iter_jsonl(args.samples, skipped))
-    if args.grade:
-        report = grade(problems, samples, args.task, args.grade_workers, api_base=args.api_base,
-                       model=args.model, api_key_env=args.api_key_env)
-        summary = {k: report[k] for k in ("graded", "unscored", "mean_score")}
-    else:
-        report = score(problems, samples, args.task, args.k, timeout=args.timeout, workers=args.workers,
-                       memory_mb=args.memory_mb, allow_fork=args.allow_fork)
-        summary = {k: v for k, v in report.items() if k.startswith("pass@") or k in ("samples", "results_count")}
-    report.update(samples_file=args.samples, malformed_lines=len(skipped))
+        if args.samples:
+            generate_samples(model, problems, args.task, args.samples, n=args.n, batch_size=args.batch_size,
+                             seed=args.seed, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                             top_p=args.top_p)
+        if args.solution_loss:  # the same loaded model: no second load for the second metric
+            report.update(solution_loss_report(model, problems, args.batch_size))
+            summary.update({k: report[k] for k in ("solution_loss", "solution_loss_ci95")})
+        report["ckpt"] = args.ckpt
+    if args.samples:
+        if not os.path.exists(args.samples):
+            parser.error(f"{args.samples} does not exist (give --ckpt to generate it)")
+        skipped = []
+        samples = list(iter_jsonl(args.samples, skipped))
+        if args.grade:
+            report.update(grade(problems, samples, args.task, args.grade_workers, api_base=args.api_base,
+                                model=args.model, api_key_env=args.api_key_env))
+            summary.update({k: report[k] for k in ("graded", "unscored", "mean_score")})
+        else:
+            report.update(score(problems, samples, args.task, args.k, timeout=args.timeout, workers=args.workers,
+                                memory_mb=args.memory_mb, allow_fork=args.allow_fork))
+            summary.update({k: v for k, v in report.items() if k.startswith("pass@") or k in ("samples", "results_count")})
+        report.update(samples_file=args.samples, malformed_lines=len(skipped))
     write_json(args.out, report)
     print(json.dumps(summary, indent=1))
-
 
 if __name__ == "__main__":
     main()
