@@ -3,7 +3,8 @@ report.py: RUN_DIR/report.md, one page on a run.sh run, read from the files its 
 
     python report.py runs/cpu                             # write runs/cpu/report.md
     python report.py runs/cpu --step pretrain --seconds 812.4   # run.sh, after a step succeeded
-    python report.py runs/cpu --show pretrain             # one line: what a finished step produced
+    python report.py runs/cpu --show train-base           # one line: what a finished step produced
+    python report.py runs/cpu --choose phi1               # the checkpoint of an arm to evaluate (run.sh)
 
 The --step form is run.sh's bookkeeping: it writes RUN_DIR/.done/STEP.json, the step's wall time and
 what it produced (documents, tokens, losses, scores), and prints that as one line. The file is both the
@@ -16,9 +17,11 @@ The run directory, as run.sh lays it out:
     filter/                 filter.py: the forest, its held-out metrics, kept.jsonl (the filtered code)
     textbooks.jsonl, exercises.jsonl (+ .report.json)             synth.py
     textbooks.clean.jsonl, exercises.clean.jsonl (+ .contamination.json)   evaluate.py --decontaminate
-    codetextbook/, codeexercises/                                 prepare.py: the training bins
-    base/, phi1/            train.py out_dirs: ckpt.pt, log.jsonl, loss.svg
-    eval/MODEL-TASK.json    evaluate.py reports (pass@1)
+    filtered/, codetextbook/, codeexercises/      prepare.py: the arms' training bins (raw/ is the raw arm's)
+    arms/ARM/               train.py out_dirs (raw, filtered, base, phi1): checkpoints, log.jsonl, loss.svg, and
+                            chosen.json, the checkpoint evaluated (lowest validation loss) and why
+    eval/ARM-TASK.json      evaluate.py reports: pass@1 and the reference solutions' log-loss
+    ablation.svg            the arms side by side, beside the paper's
 """
 
 import argparse
@@ -27,14 +30,16 @@ import datetime
 import json
 import os
 import platform
+import re
 import sys
 
+import ablation
+from ablation import ARMS, TASKS
 from prepare import atomic_write, duration, get_tokenizer, iter_jsonl
 
-STEPS = ["raw", "annotate", "filter", "textbooks", "exercises", "decontaminate", "bins", "pretrain",
-         "finetune", "evaluate"]
-MODELS = {"base": "phi-1-base", "phi1": "phi-1"}
-TASKS = {"humaneval": "HumanEval", "mbpp": "MBPP"}
+DATA = {"raw": "raw", "filtered": "filtered", "base": "codetextbook", "phi1": "codeexercises"}  # training bins
+STEPS = ["raw", "annotate", "filter", "textbooks", "exercises", "decontaminate", "bins"] + \
+        [f"train-{arm}" for arm in ARMS] + ["evaluate"]
 # The paper's pass@1 (Table 1): phi-1-base and phi-1 are both 1.3B parameters, trained on 7B tokens.
 PAPER = {("base", "humaneval"): 0.29, ("phi1", "humaneval"): 0.506, ("phi1", "mbpp"): 0.555}
 MISSING = "missing"
@@ -107,9 +112,59 @@ def distinct_completions(run, model, task):
     return len(set(map(str, completions))), len(completions)
 
 
+def settings_of(run):
+    return read_json(os.path.join(run, "settings.json")) or {}
+
+
+def arms_of(run):
+    """The arms this run trains (settings.json; an older run without the setting had base and phi1)."""
+    return [a for a in ARMS if a in settings_of(run).get("arms", "base phi1").split()]
+
+
+def tokens_seen(run, arm):
+    """Training tokens behind the arm's evaluated checkpoint: its steps x batch x block, plus base's for phi1."""
+    chosen, settings = read_json(os.path.join(run, "arms", arm, "chosen.json")), settings_of(run)
+    if not chosen or chosen.get("iter") is None:
+        return None
+    batch, block = (settings.get("finetune_batch"), settings.get("finetune_block")) if arm == "phi1" else \
+        (settings.get("batch"), settings.get("block_size"))
+    if not (batch and block):
+        return None
+    tokens = chosen["iter"] * int(batch) * int(block)
+    return tokens + (tokens_seen(run, "base") or 0) if arm == "phi1" else tokens
+
+
 def forest_metrics(run):
     """The forest's held-out metrics (filter.py train) and what it kept (filter.py keep)."""
     return read_json(os.path.join(run, "filter", "metrics.json")), read_json(os.path.join(run, "filter", "keep.json"))
+
+
+def choose_checkpoint(out_dir, fixed=None):
+    """The checkpoint of a train.py out_dir to evaluate: the one of lowest validation loss among those kept, as the
+    paper chose among its finetuning checkpoints (section 2.3), never by a benchmark score; `fixed` names one chosen
+    for a fixed reason instead (the paper's phi-1-base is its 24,000-step checkpoint). Writes OUT/chosen.json with
+    the candidates and the reason, and returns the chosen file's path."""
+    log = [r for r in iter_jsonl(os.path.join(out_dir, "log.jsonl"))] if os.path.isfile(os.path.join(out_dir, "log.jsonl")) else []
+    val = {r["iter"]: r["val_loss"] for r in log if r.get("val_loss") is not None}
+    files = {int(m.group(1)): name for name in sorted(os.listdir(out_dir)) if (m := re.fullmatch(r"ckpt_(\d+)\.pt", name))}
+    if log and os.path.isfile(os.path.join(out_dir, "ckpt.pt")):
+        files.setdefault(max(r["iter"] for r in log), "ckpt.pt")  # train.py always saves ckpt.pt at its last step
+    candidates = [{"ckpt": name, "iter": it, "val_loss": val.get(it)} for it, name in sorted(files.items())]
+    scored = [c for c in candidates if c["val_loss"] is not None]
+    if fixed:
+        chosen = next((c for c in candidates if c["ckpt"] == fixed), {"ckpt": fixed, "iter": None, "val_loss": None})
+        why = "fixed by the paper, not chosen by validation loss"
+    elif not scored:
+        chosen = {"ckpt": "ckpt.pt", "iter": max(files, default=None), "val_loss": None}
+        why = "the last checkpoint: no validation loss was logged at any checkpoint"
+    else:  # the lowest loss; of equal ones the latest
+        chosen = min(scored, key=lambda c: (c["val_loss"], -c["iter"]))
+        why = (f"the only checkpoint, validation loss {chosen['val_loss']:.4f}" if len(scored) == 1 else
+               f"the lowest validation loss ({chosen['val_loss']:.4f}) of {len(scored)} checkpoints, at steps "
+               + ", ".join(f"{c['iter']} ({c['val_loss']:.4f})" for c in scored))
+    with atomic_write(os.path.join(out_dir, "chosen.json")) as f:
+        json.dump({**chosen, "why": why, "candidates": candidates}, f, indent=1)
+    return os.path.join(out_dir, chosen["ckpt"])
 
 
 # ----------------------------------------------------------------------------
@@ -135,13 +190,14 @@ def produced(run, step):
                 out[f"{kind}_kept"], out[f"{kind}_removed"] = r["kept"], r["removed"]
         return out or None
     if step == "bins":
-        a, b = bin_counts(p("codetextbook")), bin_counts(p("codeexercises"))
-        return a and b and {"codetextbook_tokens": a["tokens"], "codeexercises_tokens": b["tokens"]}
-    if step in ("pretrain", "finetune"):
-        log = train_log(p("base" if step == "pretrain" else "phi1"))
+        return {f"{d}_tokens": c["tokens"] for d in ("filtered", "codetextbook", "codeexercises")
+                if (c := bin_counts(p(d)))} or None
+    if step.startswith("train-"):
+        log = train_log(p("arms", step.removeprefix("train-")))
         return log and {k: v for k, v in log.items() if k in ("iters", "train_loss", "val_loss") and v is not None}
     if step == "evaluate":
-        return {f"{m}_{t}_pass@1": r[0] for m in MODELS for t in TASKS if (r := pass_at_1(run, m, t))} or None
+        return {f"{a}_{t}_{k}": r[k] for a in ARMS for t in TASKS if (r := eval_report(run, a, t))
+                for k in ("pass@1", "solution_loss") if k in r} or None
     raise ValueError(f"unknown step {step!r}; steps: {', '.join(STEPS)}")
 
 
@@ -176,6 +232,13 @@ def markers(run):
 
 def pct(x):
     return MISSING if x is None else f"{100 * x:.1f}%"
+
+
+def section_ablation(run, done):
+    """The arms compared (ablation.py): the table, the chart, and a sentence per comparison."""
+    arms = arms_of(run)
+    results = {a: {t: r for t in TASKS if (r := eval_report(run, a, t))} for a in arms}
+    return ablation.section(run, arms, {a: r for a, r in results.items() if r}, {a: tokens_seen(run, a) for a in arms})
 
 
 def section_funnel(run, done):
@@ -236,60 +299,61 @@ def section_forest(run, done):
 
 
 def section_training(run, done):
-    lines, settings = [], read_json(os.path.join(run, "settings.json")) or {}
-    # each stage's batch and block: run.sh records finetuning's own (older runs: the pretraining ones)
-    for out, name, data, batch, block in (
-            ("base", "phi-1-base: pretraining on CodeTextbook", "codetextbook", "batch", "block_size"),
-            ("phi1", "phi-1: finetuning on CodeExercises", "codeexercises", "finetune_batch", "finetune_block")):
-        lines.append(f"### {name}")
-        log = train_log(os.path.join(run, out))
+    lines, settings = [], settings_of(run)
+    for arm in arms_of(run):
+        lines.append(f"### {arm}: {ARMS[arm]}, trained on `{DATA[arm]}/`")
+        log = train_log(os.path.join(run, "arms", arm))
         if not log:
-            lines += ["", f"{MISSING} (`{out}/log.jsonl`)", ""]
+            lines += ["", f"{MISSING} (`arms/{arm}/log.jsonl`)", ""]
             continue
+        batch, block = (settings.get("finetune_batch"), settings.get("finetune_block")) if arm == "phi1" else \
+            (settings.get("batch"), settings.get("block_size"))
         seen = ""
-        batch, block = settings.get(batch, settings.get("batch")), settings.get(block, settings.get("block_size"))
         if batch and block:
             tokens = log["iters"] * int(batch) * int(block)
-            corpus = bin_counts(os.path.join(run, data))
+            corpus = bin_counts(os.path.join(run, DATA[arm]))
             epochs = tokens / corpus["tokens"] if corpus else None
             seen = f" = {number(tokens)} tokens" + (f", {epochs:.2g} epochs" if epochs and epochs < 10 else
                                                      f", {epochs:,.0f} epochs" if epochs else "")
         lines += ["", f"{log['iters']} steps{seen}; last train loss {number(log['train_loss'])}, val loss "
                       f"{number(log['first_val_loss'])} -> {number(log['val_loss'])}; "
                       f"median {number(log['tokens_per_sec'])} tokens/s.", ""]
-        if os.path.isfile(os.path.join(run, out, "loss.svg")):
-            lines += [f"![{name}]({out}/loss.svg)", ""]
+        chosen = read_json(os.path.join(run, "arms", arm, "chosen.json"))
+        if chosen:
+            lines += [f"Evaluated: `{chosen['ckpt']}`, {chosen['why']}.", ""]
+        if os.path.isfile(os.path.join(run, "arms", arm, "loss.svg")):
+            lines += [f"![{arm}](arms/{arm}/loss.svg)", ""]
         else:
-            lines += [f"picture {MISSING} (`{out}/loss.svg`)", ""]
+            lines += [f"picture {MISSING} (`arms/{arm}/loss.svg`)", ""]
     return lines
 
 
 def section_benchmarks(run, done):
-    lines = ["| model | HumanEval | MBPP | paper HumanEval | paper MBPP |", "|---|---:|---:|---:|---:|"]
-    for model, name in MODELS.items():
+    lines = ["| arm | HumanEval | MBPP | paper HumanEval | paper MBPP |", "|---|---:|---:|---:|---:|"]
+    for arm in arms_of(run):
         cells = []
         for task in TASKS:
-            r = pass_at_1(run, model, task)
+            r = pass_at_1(run, arm, task)
             cells.append(f"{pct(r[0])} of {r[1]}" if r else MISSING)
-        paper = [pct(PAPER[(model, t)]) if (model, t) in PAPER else "not reported" for t in TASKS]
-        lines.append(f"| {name} (this run) | {' | '.join(cells)} | {' | '.join(paper)} |")
+        paper = [pct(PAPER[(arm, t)]) if (arm, t) in PAPER else "not reported" for t in TASKS]
+        lines.append(f"| {arm}: {ARMS[arm]} | {' | '.join(cells)} | {' | '.join(paper)} |")
     lines += ["", "The paper's models are 1.3B parameters trained on 7B tokens (Table 1); this run's size is "
                   "in the settings below."]
     # A model too small or too briefly trained to read the prompt writes the same text for every problem:
     # say so, since a 0% alone cannot tell that apart from a broken harness.
-    distinct = [f"{name} {TASKS[t]} {c[0]} of {c[1]}" for m, name in MODELS.items() for t in TASKS
-                if (c := distinct_completions(run, m, t))]
+    distinct = [f"{arm} {TASKS[t]} {c[0]} of {c[1]}" for arm in arms_of(run) for t in TASKS
+                if (c := distinct_completions(run, arm, t))]
     if distinct:
         lines += ["", "Distinct completions (1 means the model ignores the prompt): " + "; ".join(distinct) + "."]
     # How the completions failed tells a model that writes wrong code (AssertionError) from one that writes
     # no code yet (SyntaxError).
     outcomes = []
-    for m, name in MODELS.items():
+    for arm in arms_of(run):
         for t in TASKS:
-            counts = (eval_report(run, m, t) or {}).get("results_count")
+            counts = (eval_report(run, arm, t) or {}).get("results_count")
             if counts:
                 top = sorted(counts.items(), key=lambda kv: -kv[1])
-                outcomes.append(f"- {name} {TASKS[t]}: " +
+                outcomes.append(f"- {arm} {TASKS[t]}: " +
                                 ", ".join(f"{k.removeprefix('failed: ')} {v}" for k, v in top))
     if outcomes:
         lines += ["", "Outcomes of the completions:", ""] + outcomes
@@ -325,27 +389,38 @@ def hardware():
             f"- torch {torch.__version__}, Python {platform.python_version()}, {platform.platform()}"]
 
 
+def steps_of(run):
+    """The steps run.sh runs for this run's arms (its `wanted`): the teacher's steps serve only the arms built on
+    the filter."""
+    needed_by = {"annotate": {"filtered", "base", "phi1"}, "filter": {"filtered", "base", "phi1"},
+                 "textbooks": {"base", "phi1"}, "decontaminate": {"base", "phi1"}, "exercises": {"phi1"},
+                 **{f"train-{arm}": {arm} for arm in ARMS}}
+    arms = set(arms_of(run))
+    return [s for s in STEPS if s not in needed_by or needed_by[s] & arms]
+
+
 def section_time(run, done):
     lines = ["| step | time (of the run that finished it) | produced |", "|---|---:|---|"]
-    for step in STEPS:
+    for step in steps_of(run):
         m = done.get(step)
         lines.append(f"| {step} | {duration(m['seconds']) if m else MISSING} | "
                      f"{one_line(m).rsplit(';', 1)[0] if m else 'not finished'} |")
     total = sum(m["seconds"] for m in done.values())
     lines += [f"| **total** | **{duration(total)}** | |", ""] + hardware()
-    settings = read_json(os.path.join(run, "settings.json"))
+    settings = settings_of(run)
     if settings:
         lines += ["", "Settings (of the last run.sh): " + ", ".join(f"{k}={v}" for k, v in settings.items())]
     return lines + [""]
 
 
 def headline(run, done):
-    scores = [f"{name} {TASKS[t]} {pct(r[0])}" for m, name in MODELS.items() for t in TASKS if (r := pass_at_1(run, m, t))]
-    return [f"pass@1: {'; '.join(scores) or MISSING}. Steps done: {len(done)} of {len(STEPS)}, "
-            f"{duration(sum(m['seconds'] for m in done.values()))}.", ""]
+    steps = steps_of(run)
+    return [f"Arms: {', '.join(f'{a} ({ARMS[a]})' for a in arms_of(run))}. Steps done: "
+            f"{sum(s in done for s in steps)} of {len(steps)}, {duration(sum(m['seconds'] for m in done.values()))}.", ""]
 
 
-SECTIONS = [("Data funnel", section_funnel), ("Forest (held-out)", section_forest),
+SECTIONS = [("The experiment: the same student on different data", section_ablation),
+            ("Data funnel", section_funnel), ("Forest (held-out)", section_forest),
             ("Training curves", section_training), ("HumanEval and MBPP (pass@1, greedy)", section_benchmarks),
             ("Decontamination (paper section 5)", section_decontamination),
             ("Time per step and hardware", section_time)]
@@ -377,6 +452,9 @@ def main(argv=None):
     parser.add_argument("--seconds", type=float, default=0.0, help="wall time of --step")
     parser.add_argument("--show", choices=STEPS, help="print what a finished step produced")
     parser.add_argument("--settings", nargs="+", metavar="KEY=VALUE", help="record the run's settings (run.sh)")
+    parser.add_argument("--choose", choices=ARMS, metavar="ARM",
+                        help="print the checkpoint of ARM to evaluate, and write arms/ARM/chosen.json (run.sh)")
+    parser.add_argument("--fixed", metavar="FILE", help="with --choose: this checkpoint of the arm, for a fixed reason")
     args = parser.parse_args(argv)
     if not (args.settings or args.step or os.path.isdir(args.run)):
         parser.error(f"{args.run}: no such run directory (run.sh makes it)")
@@ -386,6 +464,8 @@ def main(argv=None):
             json.dump(dict(s.split("=", 1) for s in args.settings), f, indent=1)
     elif args.step:
         record_step(args.run, args.step, args.seconds)
+    elif args.choose:
+        print(choose_checkpoint(os.path.join(args.run, "arms", args.choose), args.fixed))
     elif args.show:
         marker = markers(args.run).get(args.show)
         print(one_line(marker) if marker else MISSING)

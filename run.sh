@@ -1,5 +1,12 @@
 #!/usr/bin/env bash
-# run.sh: the whole phi-1 recipe in one command, from a raw code corpus to HumanEval/MBPP scores and a report.
+# run.sh: the whole phi-1 recipe in one command, from a raw code corpus to HumanEval/MBPP scores and a report, run
+# as the paper's experiment (section 2, Figure 2.1; the 350M ablation of section 3.2): the same student trained with
+# the same compute on different data, one "arm" per data set, compared problem by problem on HumanEval and MBPP.
+#
+#   raw        the unfiltered code corpus                                   (paper: The Stack + StackOverflow)
+#   filtered   the code the forest kept                                      (paper: filtered Stack, 17.68%)
+#   base       CodeTextbook: kept code + synthetic textbooks                 (phi-1-base)
+#   phi1       base, finetuned on CodeExercises                              (phi-1)
 #
 #   bash run.sh            # `cpu` when torch sees no GPU, else `gpu`
 #   bash run.sh cpu        # a 2-core laptop in <= 30 minutes: the tiny model, this Python's standard library as
@@ -14,19 +21,22 @@
 #    textbooks      synth.py      synthetic textbook sections from the teacher                   [2.2]
 #    exercises      synth.py      synthetic exercises: signature + docstring, then solution      [2.2]
 #    decontaminate  evaluate.py   drop synthetic rows that resemble HumanEval or MBPP            [5]
-#    bins           prepare.py    CodeTextbook (kept code + textbooks), CodeExercises            [2]
-#    pretrain       train.py      phi-1-base on CodeTextbook                                     [2.3]
-#    finetune       train.py      phi-1: phi-1-base finetuned on CodeExercises                   [2.3]
-#    evaluate       evaluate.py   pass@1 of both models on HumanEval and MBPP                    [3]
-# and last report.py writes RUN_DIR/report.md.
+#    bins           prepare.py    each arm's training bins                                       [2]
+#    train-ARM      train.py      one step per arm: raw, filtered and base pretrain from scratch [2.3]
+#                                 with equal settings; phi1 finetunes base's checkpoint
+#    evaluate       evaluate.py   each arm's checkpoint of lowest validation loss: pass@1 and    [3]
+#                                 the log-loss of the reference solutions on HumanEval and MBPP
+# and last report.py writes RUN_DIR/report.md, which opens with the arms' comparison.
 #
 # Resumable: a step that succeeded leaves RUN_DIR/.done/STEP.json (its seconds and what it produced) and is
 # skipped from then on, so a crash or Ctrl-C loses only the step in flight: run the same command again. The
 # long steps also resume inside themselves (filter.py caches annotations, synth.py tops its files up,
-# train.py continues from its last checkpoint). To redo steps, delete their markers: rm RUN_DIR/.done/pretrain.json
+# train.py continues from its last checkpoint). To redo steps, delete their markers: rm RUN_DIR/.done/train-base.json
 #
 # Settings come from the environment; each scale sets defaults below that any of them overrides:
 #   RUN_DIR                     where everything goes (default runs/SCALE)
+#   ARMS                        which arms run (cpu: raw base phi1; gpu: raw filtered base phi1; paper: base phi1);
+#                               steps that no chosen arm needs are skipped (ARMS=raw needs no teacher at all)
 #   API_BASE, MODEL             the teacher: any OpenAI-compatible endpoint, key in $OPENAI_API_KEY (default:
 #                               the local SmolLM2 at http://127.0.0.1:8080/v1, started here when nothing answers)
 #   CODE_SOURCES                the raw code: prepare.py --source specs, space-separated (default: the stdlib)
@@ -61,6 +71,7 @@ if [[ ${SMOKE:-0} == 1 ]]; then
     : "${N_ANNOTATE:=12}" "${ANNOTATE_CHARS:=600}" "${N_TEXTBOOKS:=4}" "${N_EXERCISES:=30}" "${SYNTH_TOKENS:=256}"
     : "${BLOCK_SIZE:=64}" "${FINETUNE_BLOCK:=64}" "${BATCH:=4}" "${MICRO_BATCH:=4}" "${PRETRAIN_ITERS:=4}"
     : "${FINETUNE_ITERS:=3}" "${EVAL_LIMIT:=3}" "${EVAL_TOKENS:=32}" "${VAL_FRACTION:=0.1}"
+    : "${ARMS:=raw filtered base phi1}"
 fi
 case $SCALE in
 cpu)  # <= 30 minutes on 2 cores, installs included (23 measured): the README says where the time goes
@@ -72,9 +83,10 @@ cpu)  # <= 30 minutes on 2 cores, installs included (23 measured): the README sa
     : "${BLOCK_SIZE:=256}" "${FINETUNE_BLOCK:=128}"
     : "${PRETRAIN_ITERS:=300}" "${FINETUNE_ITERS:=60}" "${NPROC:=1}" "${EVAL_LIMIT:=0}" "${EVAL_TOKENS:=128}"
     : "${EVAL_BATCH:=32}" "${VAL_FRACTION:=0.1}"
+    : "${ARMS:=raw base phi1}"  # filtered is left out: with this teacher it is close to a random subset (README)
     PRETRAIN=(config/tiny_cpu.py --warmup_iters=$((PRETRAIN_ITERS / 10)) --eval_interval=$((PRETRAIN_ITERS / 4)))
-    FINETUNE=(config/tiny_cpu.py config/finetune.py --learning_rate=2e-4 --warmup_iters=$((FINETUNE_ITERS / 10))
-              --eval_interval=$((FINETUNE_ITERS / 3)) --keep_every=0)
+    FINETUNE=(config/tiny_cpu.py config/finetune.py --learning_rate=2e-4 --warmup_iters=$((FINETUNE_ITERS / 10)))
+    FINETUNE_KEEP=$((FINETUNE_ITERS / 3))  # three checkpoints to choose from by validation loss, as the paper chose
     BASE_CKPT=ckpt.pt ;;
 gpu)  # ~1 hour on one GPU
     if (( GPUS == 0 )); then echo "run.sh gpu: torch sees no GPU; on a CPU run: bash run.sh cpu" >&2; exit 1; fi
@@ -82,9 +94,11 @@ gpu)  # ~1 hour on one GPU
     : "${SYNTH_TOKENS:=1024}" "${SYNTH_WORKERS:=4}" "${PHI_MODEL:=phi-1-small}" "${BLOCK_SIZE:=2048}" "${BATCH:=64}"
     : "${MICRO_BATCH:=16}" "${PRETRAIN_ITERS:=1000}" "${FINETUNE_ITERS:=200}" "${NPROC:=1}" "${EVAL_LIMIT:=0}"
     : "${EVAL_TOKENS:=384}" "${EVAL_BATCH:=64}" "${VAL_FRACTION:=0.02}"
-    PRETRAIN=(config/small_gpu.py --warmup_iters=$((PRETRAIN_ITERS / 20)) --eval_interval=$((PRETRAIN_ITERS / 6)))
-    FINETUNE=(config/small_gpu.py config/finetune.py --warmup_iters=$((FINETUNE_ITERS / 10))
-              --eval_interval=$((FINETUNE_ITERS / 3)) --keep_every=0)
+    : "${ARMS:=raw filtered base phi1}"
+    PRETRAIN=(config/small_gpu.py --warmup_iters=$((PRETRAIN_ITERS / 20)) --eval_interval=$((PRETRAIN_ITERS / 6))
+              --keep_every=0)
+    FINETUNE=(config/small_gpu.py config/finetune.py --warmup_iters=$((FINETUNE_ITERS / 10)))
+    FINETUNE_KEEP=$((FINETUNE_ITERS / 4))
     BASE_CKPT=ckpt.pt ;;
 paper)  # paper section 2: ~100k labelled files; 35B tokens filtered to ~6B; ~1B tokens of textbooks and
         # ~180M of exercises; phi-1 for 36,000 steps of 1024 x 2048 tokens, finetuned 6,000 steps; 8 GPUs
@@ -93,8 +107,10 @@ paper)  # paper section 2: ~100k labelled files; 35B tokens filtered to ~6B; ~1B
     : "${MICRO_BATCH:=8}" "${PRETRAIN_ITERS:=36000}" "${FINETUNE_ITERS:=6000}" "${FINETUNE_BATCH:=256}" "${NPROC:=$GPUS}"
     : "${EVAL_LIMIT:=0}"
     : "${EVAL_TOKENS:=384}" "${EVAL_BATCH:=64}" "${VAL_FRACTION:=0.005}"
+    : "${ARMS:=base phi1}"  # each arm is days of 8 GPUs
     PRETRAIN=()  # train.py's defaults are the paper's
     FINETUNE=(config/finetune.py)
+    FINETUNE_KEEP=1000  # config/finetune.py's: the paper evaluated every 1,000 steps and kept the best
     BASE_CKPT=ckpt_24000.pt  # phi-1-base is the 24,000-step checkpoint (paper 2.3)
     missing=()
     [[ -n ${API_BASE:-} && -n ${MODEL:-} ]] ||
@@ -113,6 +129,13 @@ paper)  # paper section 2: ~100k labelled files; 35B tokens filtered to ~6B; ~1B
     exit 2 ;;
 esac
 SYNTH_MINUTES=${SYNTH_MINUTES:-0}  # 0: no time limit
+read -r -a ARM_LIST <<< "$ARMS"
+for arm in "${ARM_LIST[@]}"; do
+    case $arm in raw|filtered|base|phi1) ;; *) echo "run.sh: unknown arm '$arm' in ARMS (raw filtered base phi1)" >&2; exit 2 ;; esac
+done
+if [[ " $ARMS " == *" phi1 "* && " $ARMS " != *" base "* ]]; then
+    echo "run.sh: ARMS has phi1 but not base: phi1 is base finetuned, so base must run too" >&2; exit 2
+fi
 FINETUNE_BLOCK=${FINETUNE_BLOCK:-$BLOCK_SIZE}
 API_BASE=${API_BASE:-$LOCAL_TEACHER}
 MODEL=${MODEL:-smollm2}
@@ -128,11 +151,25 @@ if (( NPROC > 1 )); then TRAIN=(torchrun --standalone --nproc_per_node="$NPROC" 
 mkdir -p "$RUN/.done"
 
 # ---------------------------------------------------------------------------------------------------------
-# step NAME COMMAND...: run COMMAND unless NAME is done; on success record its time and what it produced.
+# wanted STEP: does any arm in ARMS need it? The teacher's steps serve only the arms built on the filter.
+has_arm() { [[ " $ARMS " == *" $1 "* ]]; }
+wanted() {
+    case $1 in
+    annotate|filter) has_arm filtered || has_arm base || has_arm phi1 ;;
+    textbooks|decontaminate) has_arm base || has_arm phi1 ;;
+    exercises) has_arm phi1 ;;
+    train-*) has_arm "${1#train-}" ;;
+    *) true ;;
+    esac
+}
+# step NAME COMMAND...: run COMMAND unless NAME is done or wanted by no arm; on success record its time and what
+# it produced.
 step() {
     local name=$1 t0=$SECONDS
     shift
-    if [[ -f $RUN/.done/$name.json ]]; then
+    if ! wanted "$name"; then
+        echo "== $name: not needed by ARMS=\"$ARMS\", skipped"
+    elif [[ -f $RUN/.done/$name.json ]]; then
         echo "== $name: done before, skipped ($(python report.py "$RUN" --show "$name"))"
     else
         echo "== $name: $*"
@@ -182,11 +219,33 @@ python report.py "$RUN" --settings scale="$SCALE" teacher="$MODEL@$API_BASE" cod
     n_annotate="$N_ANNOTATE" n_textbooks="$N_TEXTBOOKS" n_exercises="$N_EXERCISES" model="$PHI_MODEL" \
     block_size="$BLOCK_SIZE" batch="$BATCH" pretrain_iters="$PRETRAIN_ITERS" finetune_iters="$FINETUNE_ITERS" \
     finetune_block="$FINETUNE_BLOCK" finetune_batch="${FINETUNE_BATCH:-$BATCH}" \
-    gpus="$NPROC" eval_limit="$EVAL_LIMIT"
+    gpus="$NPROC" eval_limit="$EVAL_LIMIT" arms="$ARMS"
 
+# make_bin OUT BLOCK [--source SPEC...]: prepare.py's token bins for one arm. train.py reads whole windows of
+# BLOCK + 1 tokens from train.bin and val.bin, so a set too small for VAL_FRACTION of it to fill one (the cpu
+# scale's few exercises) holds out more, while train.bin still holds a window.
+make_bin() {
+    local out=$1 block=$2 fraction=$VAL_FRACTION
+    shift 2
+    while :; do
+        python prepare.py "$@" --out "$out" --val-fraction "$fraction"
+        read -r train val < <(python -c "import json, sys; s = json.load(open(sys.argv[1]))['splits']
+print(s['train']['tokens'], s['val']['tokens'])" "$out/meta.json")
+        if (( train <= block )); then
+            echo "run.sh: $out is too small to train on: $train tokens in train.bin, a window is $((block + 1))" >&2
+            exit 1
+        fi
+        (( val > block )) && return
+        if [[ $fraction == 0.8 ]]; then echo "run.sh: $out is too small for a validation window" >&2; exit 1; fi
+        fraction=$(python -c "print(min(0.8, 2 * $fraction))")
+        echo "== $out: val.bin holds less than one $((block + 1))-token window; holding out $fraction instead"
+    done
+}
 # The raw corpus, a labelled sample of it, and the code the forest keeps (paper 2.1).
-step raw python prepare.py "${SOURCES[@]}" --out "$RUN/raw"
-if ! (done_ annotate && done_ textbooks && done_ exercises); then need_teacher; fi
+step raw make_bin "$RUN/raw" "$BLOCK_SIZE" "${SOURCES[@]}"
+for s in annotate textbooks exercises; do
+    if wanted $s && ! done_ $s; then need_teacher; break; fi
+done
 step annotate python filter.py annotate "${SOURCES[@]}" --n "$N_ANNOTATE" --max-chars "$ANNOTATE_CHARS" \
     --out "$RUN/annotations.jsonl" "${TEACHER[@]}"
 step filter python filter.py train-and-keep "${SOURCES[@]}" --annotations "$RUN/annotations.jsonl" --out "$RUN/filter"
@@ -217,62 +276,60 @@ step exercises synthesize exercises "$N_EXERCISES"
 stop_teacher  # its cores are the trainer's now
 decontaminate() {
     for kind in textbooks exercises; do
+        wanted "$kind" || continue
         python evaluate.py --decontaminate "$RUN/$kind.jsonl" --out "$RUN/$kind.clean.jsonl" \
             --report "$RUN/$kind.contamination.json" "${EVAL_DATA[@]}"
     done
 }
 step decontaminate decontaminate
 
-# CodeTextbook = filtered code + textbooks, for pretraining; CodeExercises for finetuning (paper 2).
-# make_bin OUT BLOCK SOURCE...: train.py reads whole windows of BLOCK + 1 tokens from train.bin and val.bin, so
-# a set too small for VAL_FRACTION of it to fill one (the cpu scale's few exercises) holds out more, while
-# train.bin still holds a window.
-make_bin() {
-    local out=$1 block=$2 fraction=$VAL_FRACTION
-    shift 2
-    while :; do
-        python prepare.py --source "$@" --out "$out" --val-fraction "$fraction"
-        read -r train val < <(python -c "import json, sys; s = json.load(open(sys.argv[1]))['splits']
-print(s['train']['tokens'], s['val']['tokens'])" "$out/meta.json")
-        if (( train <= block )); then
-            echo "run.sh: $out is too small to train on: $train tokens in train.bin, a window is $((block + 1))" >&2
-            exit 1
-        fi
-        (( val > block )) && return
-        if [[ $fraction == 0.8 ]]; then echo "run.sh: $out is too small for a validation window" >&2; exit 1; fi
-        fraction=$(python -c "print(min(0.8, 2 * $fraction))")
-        echo "== $out: val.bin holds less than one $((block + 1))-token window; holding out $fraction instead"
-    done
-}
+# Each arm's pretraining bins (paper 2): raw: the whole corpus (the raw step's bins); filtered: the kept code;
+# base: CodeTextbook = kept code + textbooks; phi1 finetunes on CodeExercises.
 bins() {
     local more_textbooks more_exercises
     read -r -a more_textbooks <<< "${TEXTBOOK_SOURCES:-}"
     read -r -a more_exercises <<< "${EXERCISE_SOURCES:-}"
-    make_bin "$RUN/codetextbook" "$BLOCK_SIZE" "$RUN/filter/kept.jsonl" "$RUN/textbooks.clean.jsonl" "${more_textbooks[@]}"
-    make_bin "$RUN/codeexercises" "$FINETUNE_BLOCK" "$RUN/exercises.clean.jsonl" "${more_exercises[@]}"
+    if has_arm filtered; then make_bin "$RUN/filtered" "$BLOCK_SIZE" --source "$RUN/filter/kept.jsonl"; fi
+    if has_arm base; then
+        make_bin "$RUN/codetextbook" "$BLOCK_SIZE" --source "$RUN/filter/kept.jsonl" "$RUN/textbooks.clean.jsonl" \
+            "${more_textbooks[@]}"
+    fi
+    if has_arm phi1; then
+        make_bin "$RUN/codeexercises" "$FINETUNE_BLOCK" --source "$RUN/exercises.clean.jsonl" "${more_exercises[@]}"
+    fi
 }
 step bins bins
 
-# phi-1-base, then phi-1 (paper 2.3). A run killed midway continues from its last checkpoint.
+# The arms (paper 2.3). raw, filtered and base: the same model, seed, steps, batch, context and learning-rate
+# schedule from scratch; only --data_dir differs. phi1: base's checkpoint finetuned. A run killed midway
+# continues from its last checkpoint.
+declare -A DATA=([raw]=raw [filtered]=filtered [base]=codetextbook)
 init() { if [[ -f $1/ckpt.pt ]]; then echo resume; else echo "$2"; fi; }
-step pretrain "${TRAIN[@]}" "${PRETRAIN[@]}" --model="$PHI_MODEL" --data_dir="$RUN/codetextbook" \
-    --out_dir="$RUN/base" --init_from="$(init "$RUN/base" scratch)" --max_iters="$PRETRAIN_ITERS" \
-    --batch_size="$BATCH" --block_size="$BLOCK_SIZE" --micro_batch_size="$MICRO_BATCH"
-step finetune "${TRAIN[@]}" "${FINETUNE[@]}" --data_dir="$RUN/codeexercises" --out_dir="$RUN/phi1" \
-    --init_from="$(init "$RUN/phi1" "$RUN/base/$BASE_CKPT")" --max_iters="$FINETUNE_ITERS" \
-    --batch_size="${FINETUNE_BATCH:-$BATCH}" --block_size="$FINETUNE_BLOCK" --micro_batch_size="$MICRO_BATCH"
+for arm in raw filtered base; do
+    step "train-$arm" "${TRAIN[@]}" "${PRETRAIN[@]}" --model="$PHI_MODEL" --data_dir="$RUN/${DATA[$arm]}" \
+        --out_dir="$RUN/arms/$arm" --init_from="$(init "$RUN/arms/$arm" scratch)" --max_iters="$PRETRAIN_ITERS" \
+        --batch_size="$BATCH" --block_size="$BLOCK_SIZE" --micro_batch_size="$MICRO_BATCH"
+done
+step train-phi1 "${TRAIN[@]}" "${FINETUNE[@]}" --data_dir="$RUN/codeexercises" --out_dir="$RUN/arms/phi1" \
+    --init_from="$(init "$RUN/arms/phi1" "$RUN/arms/base/$BASE_CKPT")" --max_iters="$FINETUNE_ITERS" \
+    --batch_size="${FINETUNE_BATCH:-$BATCH}" --block_size="$FINETUNE_BLOCK" --micro_batch_size="$MICRO_BATCH" \
+    --eval_interval="$FINETUNE_KEEP" --save_interval="$FINETUNE_KEEP" --keep_every="$FINETUNE_KEEP"
 
-# Greedy pass@1 of both models on both benchmarks (paper 3). A finished report is not redone.
+# Each arm's checkpoint of lowest validation loss (never a benchmark score; the paper's phi-1-base is its fixed
+# 24,000-step checkpoint), then greedy pass@1 and the reference solutions' log-loss on both benchmarks (paper 3).
+# A finished report is not redone.
 evaluate() {
-    local limit=()
+    local limit=() ckpt fixed
     if (( EVAL_LIMIT > 0 )); then limit=(--limit "$EVAL_LIMIT"); fi
     mkdir -p "$RUN/eval"
-    local -A ckpt=([base]="$RUN/base/$BASE_CKPT" [phi1]="$RUN/phi1/ckpt.pt")
-    for model in base phi1; do
+    for arm in "${ARM_LIST[@]}"; do
+        fixed=()
+        if [[ $arm == base && $BASE_CKPT != ckpt.pt ]]; then fixed=(--fixed "$BASE_CKPT"); fi
+        ckpt=$(python report.py "$RUN" --choose "$arm" "${fixed[@]}")
         for task in humaneval mbpp; do
-            [[ -f $RUN/eval/$model-$task.json ]] && continue
-            python evaluate.py --task "$task" --ckpt "${ckpt[$model]}" --samples "$RUN/eval/$model-$task.samples.jsonl" \
-                --out "$RUN/eval/$model-$task.json" --max-new-tokens "$EVAL_TOKENS" \
+            [[ -f $RUN/eval/$arm-$task.json ]] && continue
+            python evaluate.py --task "$task" --ckpt "$ckpt" --samples "$RUN/eval/$arm-$task.samples.jsonl" \
+                --solution-loss --out "$RUN/eval/$arm-$task.json" --max-new-tokens "$EVAL_TOKENS" \
                 --batch-size "${EVAL_BATCH:-8}" "${limit[@]}" "${EVAL_DATA[@]}"
         done
     done

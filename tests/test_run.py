@@ -18,16 +18,17 @@ from fake_llm import fake_llm
 import report
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-SECTIONS = ["## Data funnel", "## Forest (held-out)", "## Training curves", "## HumanEval and MBPP",
+ARMS = ["raw", "filtered", "base", "phi1"]
+SECTIONS = ["## The experiment: the same student on different data", "## Data funnel", "## Forest (held-out)", "## Training curves", "## HumanEval and MBPP",
             "## Decontamination", "## Time per step and hardware"]
 ARTIFACTS = ["raw/meta.json", "annotations.jsonl", "filter/metrics.json", "filter/kept.jsonl",
              "textbooks.jsonl", "exercises.jsonl", "textbooks.clean.jsonl", "exercises.clean.jsonl",
              "textbooks.contamination.json", "exercises.contamination.json",
-             "codetextbook/train.bin", "codetextbook/val.bin", "codetextbook/meta.json",
-             "codeexercises/train.bin", "codeexercises/val.bin", "codeexercises/meta.json",
-             "base/ckpt.pt", "base/log.jsonl", "base/loss.svg", "phi1/ckpt.pt", "phi1/log.jsonl", "phi1/loss.svg",
-             "eval/base-humaneval.json", "eval/base-mbpp.json", "eval/phi1-humaneval.json", "eval/phi1-mbpp.json",
-             "report.md"]
+             "raw/train.bin", "filtered/train.bin", "codetextbook/train.bin", "codetextbook/val.bin",
+             "codetextbook/meta.json", "codeexercises/train.bin", "codeexercises/val.bin", "codeexercises/meta.json",
+             *[f"arms/{arm}/{f}" for arm in ARMS for f in ("ckpt.pt", "log.jsonl", "loss.svg", "chosen.json")],
+             *[f"eval/{arm}-{task}.json" for arm in ARMS for task in ("humaneval", "mbpp")],
+             "report.md", "ablation.svg"]
 
 
 def teacher(messages, n):
@@ -51,7 +52,7 @@ def teacher(messages, n):
 def run_sh(run_dir, api_base, *args, **env):
     # One torch thread: this checks the plumbing, not the speed, and on a machine busy with other tests
     # two threads per process wait on each other many times longer than they save.
-    env = {**os.environ, "SMOKE": "1", "RUN_DIR": str(run_dir), "API_BASE": api_base, "MODEL": "fake",
+    env = {**os.environ, "SMOKE": "1", "ARMS": " ".join(ARMS), "RUN_DIR": str(run_dir), "API_BASE": api_base, "MODEL": "fake",
            "CODE_SOURCES": os.path.join(sysconfig.get_paths()["stdlib"], "email"), "OMP_NUM_THREADS": "1", **env}
     return subprocess.run(["bash", "run.sh", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 
@@ -72,6 +73,19 @@ def test_cpu_pipeline_end_to_end_then_skips_and_redoes(tmp_path):
         for section in SECTIONS:
             assert section in text, section
         assert "missing" not in text, text  # every artifact the report reads was there
+        # The report opens with the experiment: a row per arm with its paired differences, the chart, a verdict
+        # on every comparison.
+        experiment = text.split("## The experiment")[1].split("\n## ")[0]
+        for arm in ARMS:
+            assert re.search(rf"^\| \*\*{arm}\*\* \|", experiment, re.M), arm
+        assert "![the arms side by side](ablation.svg)" in experiment
+        assert experiment.count("(filtered vs raw)") == experiment.count("(phi1 vs base)") == 2
+        assert "<rect" in (run / "ablation.svg").read_text()
+        evaluated = json.loads((run / "eval" / "phi1-humaneval.json").read_text())
+        assert len(evaluated["solution_loss_per_task"]) == 3 and "pass@1" in evaluated
+        chosen = json.loads((run / "arms" / "phi1" / "chosen.json").read_text())
+        assert len(chosen["candidates"]) == 3 and "lowest validation loss" in chosen["why"]
+        assert chosen["val_loss"] == min(c["val_loss"] for c in chosen["candidates"])
         for step in report.STEPS:  # each step printed what it produced, and marked itself done
             assert re.search(rf"^== {step}: .*; \d+", p.stdout, re.M), step
             assert json.loads((run / ".done" / f"{step}.json").read_text())["seconds"] >= 0
@@ -88,12 +102,12 @@ def test_cpu_pipeline_end_to_end_then_skips_and_redoes(tmp_path):
         assert len(server.requests) == asked
 
         # Deleting a marker redoes just that step; training resumes from its checkpoint, here the last one.
-        (run / ".done" / "finetune.json").unlink()
+        (run / ".done" / "train-phi1.json").unlink()
         p = run_sh(run, api_base, "cpu")
         assert p.returncode == 0, explain(p)
         assert p.stdout.count("done before, skipped") == len(report.STEPS) - 1, p.stdout
         assert "--init_from=resume" in p.stdout
-        assert (run / ".done" / "finetune.json").is_file()
+        assert (run / ".done" / "train-phi1.json").is_file()
 
 
 @pytest.mark.slow
@@ -136,6 +150,19 @@ def test_a_failed_step_leaves_no_marker(tmp_path):
     assert sorted(os.listdir(run / ".done")) == ["raw.json"]
 
 
+def test_arms_choose_the_steps(tmp_path):
+    """ARMS=raw needs no teacher: its steps are skipped, even with none answering. Bad ARMS are refused."""
+    run = tmp_path / "run"
+    p = run_sh(run, "http://127.0.0.1:9/v1", "cpu", ARMS="raw", STOP_AFTER="bins",
+               CODE_SOURCES=os.path.join(sysconfig.get_paths()["stdlib"], "json"))
+    assert p.returncode == 0, explain(p)
+    assert sorted(os.listdir(run / ".done")) == ["bins.json", "raw.json"]
+    assert 'annotate: not needed by ARMS="raw", skipped' in p.stdout
+    for arms, message in (("raw tiny", "unknown arm 'tiny'"), ("raw phi1", "phi1 is base finetuned")):
+        p = run_sh(tmp_path / "bad", "http://127.0.0.1:9/v1", "cpu", ARMS=arms)
+        assert p.returncode == 2 and message in p.stderr, explain(p)
+
+
 def test_paper_scale_says_what_it_needs():
     env = {k: v for k, v in os.environ.items() if k not in ("API_BASE", "MODEL", "CODE_SOURCES")}
     p = subprocess.run(["bash", "run.sh", "paper"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
@@ -170,5 +197,5 @@ def test_report_counts_distinct_completions(tmp_path):
     (tmp_path / "eval" / "phi1-humaneval.json").write_text(json.dumps(
         {"pass@1": 0.25, "problems": 4, "results_count": {"failed: SyntaxError": 1, "passed": 1, "failed: AssertionError": 2}}))
     text = open(report.write_report(str(tmp_path))).read()
-    assert "Distinct completions (1 means the model ignores the prompt): phi-1 HumanEval 2 of 4." in text
-    assert "- phi-1 HumanEval: AssertionError 2, SyntaxError 1, passed 1" in text
+    assert "Distinct completions (1 means the model ignores the prompt): phi1 HumanEval 2 of 4." in text
+    assert "- phi1 HumanEval: AssertionError 2, SyntaxError 1, passed 1" in text
