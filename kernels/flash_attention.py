@@ -187,13 +187,17 @@ def _delta_kernel(O, DO, DELTA, T, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr
 
 
 # In both backward kernels, query rows or keys past T are loaded as zeros (q, k, v, dO, L and
-# delta all 0). Their terms then vanish on their own: a zero dO row gives dV and dP nothing, a
-# zero q row gives dK nothing, a zero k row gives dQ nothing. Only the causal mask needs a where().
+# delta all 0). A query row past T then contributes exactly nothing: its P is exp2(0 - 0) = 1,
+# finite, and its zero dO gives dV, dP and dS nothing. A key past T is different: its score is 0
+# where the real scores may lie far below, and exp2(0 - L) overflows to inf once L < -128; inf
+# times a zero then makes NaN. So both kernels mask the ragged key tail, causal or not, and no
+# kernel ever computes an inf (the forward masks it too).
 
 
 @triton.jit
 def _dkdv_inner(dk, dv, k, v, Q, DO, LSE, DELTA, base, bh, lo, hi, offs_n, T, qk_scale, dropout_p, seed,
-                HEAD_DIM: tl.constexpr, DROPOUT: tl.constexpr, DIAGONAL: tl.constexpr, BLOCK_M: tl.constexpr):
+                HEAD_DIM: tl.constexpr, CAUSAL: tl.constexpr, DROPOUT: tl.constexpr, MASKED: tl.constexpr,
+                BLOCK_M: tl.constexpr):
     """Add query rows [lo, hi) to one key block's dK, dV. The tiles are transposed, (keys, queries),
     so that sums over queries are plain matrix products into dK and dV."""
     offs_d = tl.arange(0, HEAD_DIM)
@@ -207,9 +211,14 @@ def _dkdv_inner(dk, dv, k, v, Q, DO, LSE, DELTA, base, bh, lo, hi, offs_n, T, qk
         lse = tl.load(LSE + bh * T + rows, mask=row_ok, other=0.0)
         delta = tl.load(DELTA + bh * T + rows, mask=row_ok, other=0.0)
         # P^T recomputed from the saved log-sum-exp: exp2(s - L) is already normalized.
-        pT = tl.math.exp2(tl.dot(k, tl.trans(q)) * qk_scale - lse[None, :])
-        if DIAGONAL:  # causal: key j only reached queries i >= j
-            pT = tl.where(rows[None, :] >= offs_n[:, None], pT, 0.0)
+        sT = tl.dot(k, tl.trans(q)) * qk_scale
+        if MASKED:
+            if CAUSAL:  # key j only reached queries i >= j (and no real query reached a key past T)
+                visible = rows[None, :] >= offs_n[:, None]
+            else:  # keys past T do not exist
+                visible = offs_n[:, None] < T
+            sT = tl.where(visible, sT, float("-inf"))
+        pT = tl.math.exp2(sT - lse[None, :])
         dpT = tl.dot(v, tl.trans(do))  # d(P*Z)^T = V dO^T
         if DROPOUT:  # the forward's mask, regenerated: same counters, transposed tile
             keep = _keep(seed, dropout_p, bh, rows[None, :], offs_n[:, None], T)
@@ -242,20 +251,25 @@ def _dkdv_kernel(Q, K, V, DO, LSE, DELTA, DK, DV, T, sm_scale, qk_scale, dropout
         # Queries before start_n never see these keys: skipped. The diagonal block is masked,
         # the queries after it see every key of the block.
         dk, dv = _dkdv_inner(dk, dv, k, v, Q, DO, LSE, DELTA, base, bh, start_n, tl.minimum(start_n + BLOCK_N, T),
-                             offs_n, T, qk_scale, dropout_p, seed, HEAD_DIM, DROPOUT, True, BLOCK_M)
+                             offs_n, T, qk_scale, dropout_p, seed, HEAD_DIM, CAUSAL, DROPOUT, True, BLOCK_M)
         dk, dv = _dkdv_inner(dk, dv, k, v, Q, DO, LSE, DELTA, base, bh, start_n + BLOCK_N, T,
-                             offs_n, T, qk_scale, dropout_p, seed, HEAD_DIM, DROPOUT, False, BLOCK_M)
-    else:
-        dk, dv = _dkdv_inner(dk, dv, k, v, Q, DO, LSE, DELTA, base, bh, 0, T,
-                             offs_n, T, qk_scale, dropout_p, seed, HEAD_DIM, DROPOUT, False, BLOCK_M)
+                             offs_n, T, qk_scale, dropout_p, seed, HEAD_DIM, CAUSAL, DROPOUT, False, BLOCK_M)
+    else:  # every query; only the block holding the ragged key tail needs the mask
+        ragged = start_n + BLOCK_N > T
+        dk, dv = _dkdv_inner(dk, dv, k, v, Q, DO, LSE, DELTA, base, bh, 0, tl.where(ragged, 0, T),
+                             offs_n, T, qk_scale, dropout_p, seed, HEAD_DIM, CAUSAL, DROPOUT, False, BLOCK_M)
+        dk, dv = _dkdv_inner(dk, dv, k, v, Q, DO, LSE, DELTA, base, bh, 0, tl.where(ragged, T, 0),
+                             offs_n, T, qk_scale, dropout_p, seed, HEAD_DIM, CAUSAL, DROPOUT, True, BLOCK_M)
     tl.store(DK + kv_offs, (dk * sm_scale).to(DK.dtype.element_ty), mask=offs_n[:, None] < T)
     tl.store(DV + kv_offs, dv.to(DV.dtype.element_ty), mask=offs_n[:, None] < T)
 
 
 @triton.jit
 def _dq_inner(dq, q, do, lse, delta, K, V, base, bh, lo, hi, rows, T, qk_scale, dropout_p, seed,
-              HEAD_DIM: tl.constexpr, DROPOUT: tl.constexpr, DIAGONAL: tl.constexpr, BLOCK_N: tl.constexpr):
-    """Add keys [lo, hi) to one query block's dQ."""
+              HEAD_DIM: tl.constexpr, CAUSAL: tl.constexpr, DROPOUT: tl.constexpr, MASKED: tl.constexpr,
+              BLOCK_N: tl.constexpr):
+    """Add keys [lo, hi) to one query block's dQ. MASKED blocks may cross the causal diagonal or
+    the end of the sequence, as in the forward."""
     offs_d = tl.arange(0, HEAD_DIM)
     for start_n in range(lo, hi, BLOCK_N):
         start_n = tl.multiple_of(start_n, BLOCK_N)
@@ -263,9 +277,17 @@ def _dq_inner(dq, q, do, lse, delta, K, V, base, bh, lo, hi, rows, T, qk_scale, 
         kv_offs = base + cols[:, None] * HEAD_DIM + offs_d[None, :]
         k = tl.load(K + kv_offs, mask=cols[:, None] < T, other=0.0)
         v = tl.load(V + kv_offs, mask=cols[:, None] < T, other=0.0)
-        p = tl.math.exp2(tl.dot(q, tl.trans(k)) * qk_scale - lse[:, None])  # P, recomputed
-        if DIAGONAL:
-            p = tl.where(rows[:, None] >= cols[None, :], p, 0.0)
+        s = tl.dot(q, tl.trans(k)) * qk_scale
+        if MASKED:
+            # A key past T was loaded as zeros: its score is 0, not -inf, and exp2(0 - L) overflows
+            # to inf when the real scores are very negative (L < -128); inf * 0 would then make dQ
+            # NaN. So the tail is masked like the causal diagonal, which hides it from every real row.
+            if CAUSAL:
+                visible = rows[:, None] >= cols[None, :]
+            else:
+                visible = cols[None, :] < T
+            s = tl.where(visible, s, float("-inf"))
+        p = tl.math.exp2(s - lse[:, None])  # P, recomputed
         dp = tl.dot(do, tl.trans(v))  # d(P*Z) = dO V^T
         if DROPOUT:
             keep = _keep(seed, dropout_p, bh, rows[:, None], cols[None, :], T)
@@ -295,13 +317,13 @@ def _dq_kernel(Q, K, V, DO, LSE, DELTA, DQ, T, sm_scale, qk_scale, dropout_p, se
     delta = tl.load(DELTA + bh * T + rows, mask=rows < T, other=0.0)
     dq = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
     if CAUSAL:  # keys left of the block unmasked, the diagonal block masked, nothing to the right
-        dq = _dq_inner(dq, q, do, lse, delta, K, V, base, bh, 0, start_m, rows, T, qk_scale,
-                       dropout_p, seed, HEAD_DIM, DROPOUT, False, BLOCK_N)
-        dq = _dq_inner(dq, q, do, lse, delta, K, V, base, bh, start_m, tl.minimum(start_m + BLOCK_M, T), rows, T,
-                       qk_scale, dropout_p, seed, HEAD_DIM, DROPOUT, True, BLOCK_N)
-    else:
-        dq = _dq_inner(dq, q, do, lse, delta, K, V, base, bh, 0, T, rows, T, qk_scale,
-                       dropout_p, seed, HEAD_DIM, DROPOUT, False, BLOCK_N)
+        unmasked, masked_end = start_m, tl.minimum(start_m + BLOCK_M, T)
+    else:  # whole key blocks unmasked, then the ragged tail (if any) masked
+        unmasked, masked_end = (T // BLOCK_N) * BLOCK_N, T
+    dq = _dq_inner(dq, q, do, lse, delta, K, V, base, bh, 0, unmasked, rows, T, qk_scale,
+                   dropout_p, seed, HEAD_DIM, CAUSAL, DROPOUT, False, BLOCK_N)
+    dq = _dq_inner(dq, q, do, lse, delta, K, V, base, bh, unmasked, masked_end, rows, T, qk_scale,
+                   dropout_p, seed, HEAD_DIM, CAUSAL, DROPOUT, True, BLOCK_N)
     tl.store(DQ + q_offs, (dq * sm_scale).to(DQ.dtype.element_ty), mask=rows[:, None] < T)
 
 

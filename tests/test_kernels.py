@@ -146,3 +146,25 @@ def test_bad_inputs_get_one_line_errors():
         flash_attention(q, q.half(), q)
     with pytest.raises(ValueError, match="dropout_p"):
         flash_attention(q, q, q, dropout_p=1.0)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_ragged_tail_with_large_negative_scores(causal):
+    """fp16, T = 37 (a ragged last key block in every kernel), scores around -200: exp2(0 - L) overflows
+    float32 for a key past T, so an unmasked tail turns dQ into inf * 0 = NaN. Compared with SDPA in float32."""
+    g = torch.Generator().manual_seed(0)
+    B, H, T, D = 1, 2, 37, 32
+    q = (6 + 0.5 * torch.randn(B, H, T, D, generator=g)).to(DEVICE, torch.float16).requires_grad_()
+    k = (-6 + 0.5 * torch.randn(B, H, T, D, generator=g)).to(DEVICE, torch.float16).requires_grad_()
+    v = torch.randn(B, H, T, D, generator=g).to(DEVICE, torch.float16).requires_grad_()
+    o = flash_attention(q, k, v, causal=causal)
+    do = torch.randn_like(o)
+    got = (o, *torch.autograd.grad(o, (q, k, v), do))
+    q32, k32, v32 = (x.detach().float().requires_grad_() for x in (q, k, v))
+    o32 = torch.nn.functional.scaled_dot_product_attention(q32, k32, v32, is_causal=causal)
+    want = (o32, *torch.autograd.grad(o32, (q32, k32, v32), do.float()))
+    assert (q32 @ k32.transpose(-1, -2)).max().item() * D**-0.5 < -150  # the regime where exp2(-L) overflows
+    for name, a, b in zip(("o", "dq", "dk", "dv"), got, want):
+        assert torch.isfinite(a).all(), f"{name} has NaN or inf elements"
+        err = (a.float() - b).abs().max().item()
+        assert err < 2e-2 * max(1.0, b.abs().max().item()), f"{name}: max error {err:.2e}"
