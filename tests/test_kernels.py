@@ -13,6 +13,7 @@ to write fails the comparison.
 """
 
 import importlib
+import json
 import math
 
 import pytest
@@ -293,3 +294,20 @@ def test_compiled_model_with_dropout_is_one_graph(checkpointing):
     assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-6) for a, b in zip(compiled, eager))
     torch.manual_seed(2)  # and dropout did act: another seed, another loss
     assert not torch.equal(model.features(idx).pow(2).mean().detach(), eager[0])
+
+
+def test_bench_dry_run_writes_its_json(tmp_path):
+    """kernels/bench.py --dry-run: the bench's own code on the CPU, interpreted, at a tiny shape."""
+    bench = importlib.import_module("kernels.bench")
+    out = tmp_path / "bench.json"
+    bench.main(["--dry-run", "--json", str(out)])
+    report = json.loads(out.read_text())
+    assert report["dry_run"] and {"device", "versions", "date", "shape", "rows"} <= report.keys()
+    rows = {(r["kernel"], r["dropout"]): r for r in report["rows"]}
+    assert {k for k, _ in rows} == {"ours (Triton)", "sdpa", "sdpa flash", "sdpa cuDNN", "sdpa efficient"}
+    for p in (0.0, 0.1):
+        assert rows["ours (Triton)", p]["fwd_bwd_ms"] > 0 and "refused" not in rows["ours (Triton)", p]
+    assert "refused" in rows["sdpa cuDNN", 0.0]  # no cuDNN on a CPU: recorded, not a crash
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit, match="needs a CUDA GPU"):
+            bench.main([])
