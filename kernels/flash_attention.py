@@ -71,21 +71,24 @@ def _configs(gpu, interpret):
 # program keep the tensor cores busy; 64-key blocks bound registers; 3-4 pipeline stages hide
 # the loads of the next K/V block behind the current block's math. The tile rules each kernel
 # needs are checked at compile time (tl.static_assert, in _check_tiles and the kernels). Each list
-# holds, at head_dim 64 and 128, with and without dropout, candidates that compile for sm_90
-# without register spills (checked with Triton's ahead-of-time compiler and `ptxas -v`).
-FWD_CONFIGS = _configs([(128, 64, 4, 3), (128, 64, 8, 3), (128, 128, 8, 3), (128, 32, 4, 4), (64, 64, 4, 4)],
-                       interpret=(32, 16, 4, 1))
+# holds, for sm_90 (H100) and sm_80 (A100), with and without dropout, candidates that compile
+# without register spills (kernels/compile_check.py: Triton's compiler and `ptxas -v`, no GPU
+# needed). The 8-warp 128 x 32 tiles are there for the A100, where every other dQ tile spills
+# with dropout.
+FWD_CONFIGS = _configs([(128, 64, 4, 3), (128, 64, 8, 3), (128, 128, 8, 3), (128, 32, 4, 4), (128, 32, 8, 3),
+                        (64, 64, 4, 4)], interpret=(32, 16, 4, 1))
 DKDV_CONFIGS = _configs([(64, 128, 8, 3), (32, 128, 8, 3), (32, 128, 4, 3), (32, 64, 8, 3), (32, 64, 4, 4)],
                         interpret=(16, 32, 4, 1))
-DQ_CONFIGS = _configs([(128, 32, 4, 3), (128, 64, 8, 3), (64, 32, 4, 4), (64, 64, 4, 3)], interpret=(32, 16, 4, 1))
+DQ_CONFIGS = _configs([(128, 32, 4, 3), (128, 32, 8, 3), (128, 64, 8, 3), (64, 32, 4, 4), (64, 32, 8, 3),
+                       (64, 64, 4, 3)], interpret=(32, 16, 4, 1))
 
 
 def _autotune(configs):
     """Tune a kernel once per T_BUCKET (the sequence length rounded up to a power of two), head_dim,
     causal, dropout and dtype: not once per exact length, which made every new prefill length of an
-    evaluation pay 0.6 s or more per kernel. cache_results keeps the choice in Triton's cache
-    directory, so later processes (a resumed run, each evaluation) reuse it instead of re-timing:
-    the same tiles, hence the same accumulation order, as long as that cache is kept."""
+    evaluation pay 0.6 s or more per kernel (issue 16). cache_results keeps the choice in Triton's
+    cache directory, so later processes (a resumed run, each evaluation) reuse it instead of
+    re-timing: the same tiles, hence the same accumulation order, as long as that cache is kept."""
     return triton.autotune(configs=configs, key=["T_BUCKET", "HEAD_DIM", "CAUSAL", "DROPOUT"], cache_results=True)
 
 
@@ -408,7 +411,8 @@ def _dq_kernel(Q, K, V, DO, LSE, DELTA, DQ, SEED, T, T_BUCKET, sm_scale, qk_scal
 # The two launches are registered as torch custom ops, with a "fake" version that only states the
 # output shapes. torch.compile then traces flash_attention, the seed's torch.randint included, into
 # its graph and calls the kernels as opaque ops: no graph break. (An autograd.Function whose seed
-# came from .item() broke the graph at every layer: 27 forward and 21 backward graphs per step.)
+# came from .item() broke the graph at every layer: issue 16 counted 27 forward and 21 backward
+# graphs per step for a 4-layer model.)
 
 
 def _empty(shape, like, dtype=None):
