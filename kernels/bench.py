@@ -154,10 +154,14 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     if args.dry_run:
-        os.environ.setdefault("TRITON_INTERPRET", "1")  # read when triton is first imported, just below
+        os.environ.setdefault("TRITON_INTERPRET", "1")  # read when the kernels are first imported, just below
     elif not torch.cuda.is_available():
         sys.exit("kernels/bench.py needs a CUDA GPU (or --dry-run, which checks the script on the CPU)")
     import triton
+
+    from kernels.flash_attention import INTERPRET
+    if args.dry_run and not INTERPRET:
+        sys.exit("kernels/bench.py --dry-run: the kernels were imported before TRITON_INTERPRET=1; run it alone")
 
     cuda = not args.dry_run
     warnings.simplefilter("ignore", UserWarning)  # SDPA warns for every refused backend; the table says n/a

@@ -71,10 +71,10 @@ def _configs(gpu, interpret):
 # program keep the tensor cores busy; 64-key blocks bound registers; 3-4 pipeline stages hide
 # the loads of the next K/V block behind the current block's math. The tile rules each kernel
 # needs are checked at compile time (tl.static_assert, in _check_tiles and the kernels). Each list
-# holds, for sm_90 (H100) and sm_80 (A100), with and without dropout, candidates that compile
-# without register spills (kernels/compile_check.py: Triton's compiler and `ptxas -v`, no GPU
-# needed). The 8-warp 128 x 32 tiles are there for the A100, where every other dQ tile spills
-# with dropout.
+# holds, for sm_90 (H100) and sm_80 (A100), at head_dim 64, with and without dropout, candidates
+# that compile without register spills (kernels/compile_check.py: Triton's compiler and
+# `ptxas -v`, no GPU needed). The 8-warp x 32-key tiles are there for the A100, where each of
+# the other dQ tiles spills with dropout.
 FWD_CONFIGS = _configs([(128, 64, 4, 3), (128, 64, 8, 3), (128, 128, 8, 3), (128, 32, 4, 4), (128, 32, 8, 3),
                         (64, 64, 4, 4)], interpret=(32, 16, 4, 1))
 DKDV_CONFIGS = _configs([(64, 128, 8, 3), (32, 128, 8, 3), (32, 128, 4, 3), (32, 64, 8, 3), (32, 64, 4, 4)],
