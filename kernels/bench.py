@@ -166,7 +166,8 @@ def main(argv=None):
     cuda = not args.dry_run
     warnings.simplefilter("ignore", UserWarning)  # SDPA warns for every refused backend; the table says n/a
     device = torch.cuda.get_device_name() if cuda else f"CPU ({platform.processor() or platform.machine()}), dry run"
-    versions = dict(torch=torch.__version__, triton=triton.__version__, cuda=torch.version.cuda, python=platform.python_version())
+    versions = dict(torch=torch.__version__, triton=triton.__version__, cuda=torch.version.cuda,
+                    python=platform.python_version())
     date = datetime.date.today().isoformat()
     print(f"## flash_attention vs SDPA on {device}\n")
     print(f"torch {versions['torch']}, triton {versions['triton']}, CUDA {versions['cuda']}, {date}; "

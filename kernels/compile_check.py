@@ -97,7 +97,7 @@ def reason(error):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--arch", type=int, default=90, help="compute capability x10: 90 H100/H200, 80 A100 (default 90)")
+    parser.add_argument("--arch", type=int, default=90, help="compute capability x10: 90 H100/H200, 80 A100")
     parser.add_argument("--dtype", default="float16", choices=sorted(TYPES))
     parser.add_argument("--dim", type=int, default=64, help="head_dim (phi-1: 64)")
     parser.add_argument("--non-causal", action="store_true")

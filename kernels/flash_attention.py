@@ -473,6 +473,7 @@ def _save_for_backward(ctx, inputs, output):
 
 
 def _flash_backward(ctx, do, _):
+    """Gradients for q, k, v (the log-sum-exp output has none); the other inputs are not tensors."""
     q, k, v, o, lse, seed = ctx.saved_tensors
     dq, dk, dv = _backward(do, q, k, v, o, lse, seed, *ctx.args)
     return dq, dk, dv, None, None, None, None
@@ -505,7 +506,7 @@ def flash_attention(q, k, v, causal=True, dropout_p=0.0, softmax_scale=None, see
     q, k, v: (batch, heads, seq, head_dim), float16 / bfloat16 / float32 (float32 matmuls use
     TF32 on a GPU), head_dim in HEAD_DIMS, any seq. Returns the same shape and dtype;
     differentiable. softmax_scale defaults to 1/sqrt(head_dim). dropout_p is applied as given
-    (pass 0.0 in eval mode), rounded to the nearest 1/256 with matching scaling: see _keep.
+    (pass 0.0 in eval mode), rounded to the nearest 1/256 with matching scaling (see "dropout" above).
     seed fixes the dropout mask: an int, or an int64 tensor of one element on q's device (under
     torch.compile pass a tensor: a changing int would recompile). None draws one on the device
     from torch's generator, so torch.manual_seed makes runs repeat. Non-contiguous inputs are copied.
