@@ -178,7 +178,8 @@ def test_dropout_mask_identical_in_all_three_kernels(causal):
     assert 0.6 < keep_fwd[visible].double().mean() < 0.9  # dropout happened, at about 1 - p
     assert torch.equal(keep_fwd & visible, keep_dkdv & visible), "the dK/dV kernel drew another mask"
     assert torch.equal(keep_fwd & visible, keep_dq & visible), "the dQ kernel drew another mask"
-    assert torch.allclose(z[visible], keep_fwd[visible].double() / (1 - rate(p)), atol=1e-3)  # Z is 0 or 1/(1-p')
+    atol = 1e-3 if DEVICE == "cpu" else 1e-2  # TF32 on a GPU
+    assert torch.allclose(z[visible], keep_fwd[visible].double() / (1 - rate(p)), atol=atol)  # Z is 0 or 1/(1-p')
 
 
 @pytest.mark.parametrize("causal", [True, False])
@@ -201,6 +202,7 @@ def test_autotune_once_per_power_of_two_length(monkeypatch):
     timed = []
     monkeypatch.setattr(tuner, "configs", [only, twin])
     monkeypatch.setattr(tuner, "cache", {})
+    monkeypatch.setattr(tuner, "cache_results", False)  # on a GPU: no choice read back from an earlier run
     monkeypatch.setattr(tuner, "_bench", lambda *args, config, **meta: timed.append(config) or 1.0)
     for T in (33, 50, 64, 65, 100, 128):
         x = torch.randn(1, 1, T, 16, device=DEVICE)
@@ -214,9 +216,13 @@ def test_bad_tiles_fail_at_compile_time(block_m, block_n, message):
     """tl.static_assert guards the tile rules: a bad config stops with its reason, not wrong numbers."""
     x = torch.randn(1, 1, 32, 16, device=DEVICE)
     o, lse = torch.empty_like(x), torch.empty(1, 32, device=DEVICE)
-    with pytest.raises(Exception, match=message):
+    with pytest.raises(Exception) as error:
         fa._fwd_kernel.fn[(1, 1)](x, x, x, o, lse, None, 32, 32, 0.25, 0, HEAD_DIM=16, CAUSAL=True, DROPOUT=False,
                                   BLOCK_M=block_m, BLOCK_N=block_n)
+    chain = [error.value]  # the compiler wraps the assertion once per calling function
+    while chain[-1].__cause__ is not None:
+        chain.append(chain[-1].__cause__)
+    assert any(message in str(e) for e in chain), chain
 
 
 def test_bad_inputs_get_one_line_errors():
