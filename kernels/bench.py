@@ -2,7 +2,7 @@
 kernels/bench.py: speed of our Triton FlashAttention next to torch's scaled_dot_product_attention.
 
     python kernels/bench.py                          # phi-1 shapes: 32x64 and 16x64 heads, seq 2048, causal
-    python kernels/bench.py --quick --json out.json  # ~1 minute on an H100: phi-1, fp16, ours vs SDPA
+    python kernels/bench.py --quick --json out.json  # phi-1, fp16, ours vs SDPA: meant for ~1 minute on an H100
     python kernels/bench.py --batch 4 --seq 4096 --dropout 0.1
     python kernels/bench.py --dry-run --json /tmp/bench.json   # CPU, interpreter, tiny shape: proves the script runs
 
@@ -139,7 +139,7 @@ def parse_args(argv=None):
     parser.add_argument("--dim", type=int, default=64, help="head dimension (phi-1: 64)")
     parser.add_argument("--dropout", type=float, default=0.1, help="the dropout rate of the dropout rows (phi-1: 0.1)")
     parser.add_argument("--quick", action="store_true", help="phi-1's 32 heads, fp16 (train.py's default), ours vs "
-                        "SDPA as the model calls it: ~1 minute on an H100, most of it Triton compiling")
+                        "SDPA as the model calls it; meant to take about a minute on an H100 (not yet timed)")
     parser.add_argument("--dry-run", action="store_true", help="run on the CPU under the Triton interpreter at a "
                         "tiny shape: checks the script, its numbers mean nothing")
     parser.add_argument("--json", metavar="PATH", help="also write {device, versions, date, shape, rows} here")
