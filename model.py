@@ -100,14 +100,17 @@ def apply_rotary(x, cos, sin):
 def attention(q, k, v, causal, dropout_p, impl="auto", mask=None):
     """softmax(q k^T / sqrt(d)) v over (B, H, T, D) tensors.
 
-    impl="auto" uses our Triton FlashAttention (kernels/) on CUDA and PyTorch's SDPA elsewhere.
-    An explicit boolean `mask` (True = may attend) is only needed for padded batches in generation
-    and embedding; those always go through SDPA, which takes arbitrary masks.
+    impl="auto" uses our Triton FlashAttention (kernels/) on CUDA when its head_dim suits the kernel,
+    and PyTorch's SDPA elsewhere. An explicit boolean `mask` (True = may attend) is only needed for
+    padded batches in generation and embedding; those always go through SDPA, which takes arbitrary
+    masks. The kernel drops at dropout_p rounded to the nearest 1/256 (0.1 -> 0.1016, the rate
+    FlashAttention-2 draws too), with its seed drawn on the device: torch.compile sees no break.
     """
     use_triton = impl == "triton" or (impl == "auto" and q.is_cuda)
     if use_triton and mask is None and q.shape == k.shape:  # KV-cache steps (Tq != Tk) go to SDPA
-        from kernels.flash_attention import flash_attention  # triton is optional off Linux+CUDA
-        return flash_attention(q, k, v, causal=causal, dropout_p=dropout_p)
+        from kernels.flash_attention import HEAD_DIMS, flash_attention  # triton is optional off Linux+CUDA
+        if impl == "triton" or q.shape[-1] in HEAD_DIMS:  # "triton" insists, and errors say why
+            return flash_attention(q, k, v, causal=causal, dropout_p=dropout_p)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p,
                                           is_causal=causal and mask is None)
 
