@@ -15,7 +15,7 @@ The run directory, as run.sh lays it out:
     annotations.jsonl       filter.py annotate: the teacher's labels of a sample
     filter/                 filter.py: the forest, its held-out metrics, kept.jsonl (the filtered code)
     textbooks.jsonl, exercises.jsonl (+ .report.json)             synth.py
-    textbooks.clean.jsonl, exercises.clean.jsonl (+ .contamination.json)   evaluate.py --decontaminate
+    textbooks.clean.jsonl, exercises.clean.jsonl (+ .contamination.json)   decontaminate.py
     codetextbook/, codeexercises/                                 prepare.py: the training bins
     base/, phi1/            train.py out_dirs: ckpt.pt, log.jsonl, loss.svg
     eval/MODEL-TASK.json    evaluate.py reports (pass@1)

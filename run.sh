@@ -13,7 +13,7 @@
 #    filter         filter.py     a random forest learns the labels and keeps the best code       [2.1]
 #    textbooks      synth.py      synthetic textbook sections from the teacher                   [2.2]
 #    exercises      synth.py      synthetic exercises: signature + docstring, then solution      [2.2]
-#    decontaminate  evaluate.py   drop synthetic rows that resemble HumanEval or MBPP            [5]
+#    decontaminate  decontaminate.py  drop synthetic rows that resemble HumanEval or MBPP        [5]
 #    bins           prepare.py    CodeTextbook (kept code + textbooks), CodeExercises            [2]
 #    pretrain       train.py      phi-1-base on CodeTextbook                                     [2.3]
 #    finetune       train.py      phi-1: phi-1-base finetuned on CodeExercises                   [2.3]
@@ -217,7 +217,7 @@ step exercises synthesize exercises "$N_EXERCISES"
 stop_teacher  # its cores are the trainer's now
 decontaminate() {
     for kind in textbooks exercises; do
-        python evaluate.py --decontaminate "$RUN/$kind.jsonl" --out "$RUN/$kind.clean.jsonl" \
+        python decontaminate.py "$RUN/$kind.jsonl" --out "$RUN/$kind.clean.jsonl" \
             --report "$RUN/$kind.contamination.json" "${EVAL_DATA[@]}"
     done
 }

@@ -3,6 +3,8 @@ import os
 import pathlib
 import sys
 
+import pytest
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 sys.path.insert(0, str(ROOT))
@@ -18,3 +20,13 @@ if not os.environ.get("CUDA_VISIBLE_DEVICES") and not pathlib.Path("/dev/nvidia0
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: long end-to-end tests (still run by CI)")
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models' matmuls: one torch thread is fastest, and fair to whoever else shares the machine."""
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield torch
+    torch.set_num_threads(threads)
