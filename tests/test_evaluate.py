@@ -1,5 +1,6 @@
 """evaluate.py: benchmark loading, pass@k, LLM grading and generation end to end (the guarded runner's own
-tests are in test_execution.py, decontamination's in test_decontaminate.py). Offline: the benchmark files come from ../shared/data."""
+tests are in test_execution.py, decontamination's in test_decontaminate.py, the comparison with the official
+harnesses in test_harness_agreement.py). Offline: the benchmark files come from ../shared/data."""
 import dataclasses
 import json
 import math

@@ -154,6 +154,7 @@ def test_programs_import_installed_packages_but_no_site_customizations(tmp_path,
     source = ("import builtins, sys\nimport in_site, in_pth_dir\nassert in_site.X + in_pth_dir.Y == 3\n"
               "assert not hasattr(builtins, 'CUSTOMIZED') and not hasattr(builtins, 'PTH_RAN')\n"
               "assert 'site' not in sys.modules and 'sitecustomize' not in sys.modules\n"
-              "try:\n    import in_pythonpath\nexcept ModuleNotFoundError:\n    pass\nelse:\n    raise AssertionError\n")
+              "try:\n    import in_pythonpath\nexcept ModuleNotFoundError:\n    pass\n"
+              "else:\n    raise AssertionError\n")
     result, _ = run1(source)
     assert result["passed"], result

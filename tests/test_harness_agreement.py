@@ -42,7 +42,8 @@ def mutant(code, i):
 BROKEN_BODIES = [  # function bodies (HumanEval) that fail one way or another
     "", "    return (\n", "    raise ValueError('no')\n", "    return 1 / 0\n", "    import sys\n    sys.exit(0)\n",
     "    exit()\n", "    def f(n):\n        return f(n + 1)\n    return f(0)\n", "    return None\n",
-    "    while True:\n        pass\n", "    import time\n    time.sleep(10)\n", "    import numpy as np\n    np.foo()\n",
+    "    while True:\n        pass\n", "    import time\n    time.sleep(10)\n",
+    "    import numpy as np\n    np.foo()\n",
 ]
 
 
@@ -58,8 +59,9 @@ def write_samples(path, samples):
 
 def summary(name, samples, ours, differ):
     """One line for the README's table (pytest -rP shows it)."""
-    print(f"{name}: {len(samples)} samples of {len({s['task_id'] for s in samples})} tasks, {len(samples) - len(differ)}"
-          f" equal verdicts; ours: {sum(ours)} passed, {len(ours) - sum(ours)} failed")
+    tasks = len({s["task_id"] for s in samples})
+    print(f"{name}: {len(samples)} samples of {tasks} tasks, {len(samples) - len(differ)} equal verdicts; "
+          f"ours: {sum(ours)} passed, {len(ours) - sum(ours)} failed")
 
 
 def our_verdicts(problems, samples, task):
@@ -198,19 +200,23 @@ SPECIAL = {  # answers that only EvalPlus's own rules judge right (or wrong)
     "HumanEval/32": [NEWTON, "    return 0.0\n", "    return round(-xs[0] / xs[1], 2)\n"],
     "HumanEval/2": ["    return number % 1.0 + 1e-9\n", "    return number % 1.0 + 1e-5\n",
                     "    return round(number % 1.0, 10)\n"],
-    "HumanEval/4": ["    import numpy as np\n    a = np.array(numbers)\n    return float(np.mean(np.abs(a - a.mean())))\n",
-                    "    m = sum(numbers) / len(numbers)\n    return sum(abs(x - m) for x in numbers) / len(numbers) + 1e-3\n"],
+    "HumanEval/4": ["    import numpy as np\n    a = np.array(numbers)\n"
+                    "    return float(np.mean(np.abs(a - a.mean())))\n",
+                    "    m = sum(numbers) / len(numbers)\n"
+                    "    return sum(abs(x - m) for x in numbers) / len(numbers) + 1e-3\n"],
     "HumanEval/0": ["    while True:\n        pass\n", "    import sys\n    sys.exit(0)\n"],
     "Mbpp/2": ["def similar_elements(a, b):\n    return tuple(sorted(set(a) & set(b), reverse=True))\n",
                "def similar_elements(a, b):\n    return list(set(a) & set(b))\n",
                "def similar_elements(a, b):\n    return tuple(set(a) | set(b))\n"],
     "Mbpp/737": ["import re\ndef check_str(s):\n    return bool(re.match('^[aeiouAEIOU]', s))\n",
                  "import re\ndef check_str(s):\n    return re.search('[aeiou]', s)\n"],
-    "Mbpp/581": ["import math\ndef surface_Area(b, h):\n    return round(b * b + 2 * b * math.sqrt((b / 2) ** 2 + h * h))\n",
+    "Mbpp/581": ["import math\ndef surface_Area(b, h):\n"
+                 "    return round(b * b + 2 * b * math.sqrt((b / 2) ** 2 + h * h))\n",
                  "def surface_Area(b, h):\n    return 2 * b * h + b ** 2 + 1\n"],
     "Mbpp/558": ["def digit_distance_nums(a, b):\n    a, b = str(a), str(b)\n    w = max(len(a), len(b))\n"
                  "    return sum(abs(int(x) - int(y)) for x, y in zip(a.zfill(w), b.zfill(w)))\n"],
-    "Mbpp/63": ["def max_difference(test_list):\n    return max(abs(a - b) for a, b in test_list) if test_list else 0\n"],
+    "Mbpp/63": ["def max_difference(test_list):\n"
+                "    return max(abs(a - b) for a, b in test_list) if test_list else 0\n"],
     "Mbpp/124": ["import cmath\ndef angle_complex(a, b):\n    return cmath.phase(a + b) + 1e-9\n"],
     "Mbpp/120": ["def max_product_tuple(list1):\n    return max(abs(x * y) for x, y in list1) * 1.0000001\n"],
     "Mbpp/580": ["def extract_even(t):\n    return t\n"],
