@@ -3,9 +3,13 @@ teacher that fails on purpose (and a kill halfway); features; keeping exactly wh
 
     python -m pytest -q tests/test_filter.py
 """
+import collections
+import importlib.util
 import json
+import math
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -16,8 +20,10 @@ import pytest
 from sklearn.datasets import load_digits, make_classification
 from sklearn.ensemble import RandomForestClassifier
 
+import annotate as A
 import filter as F
 import forest as RF  # the forest's internals; F.RandomForest is its re-export
+from anchors import ANCHORS, auc_with_ci, load_anchors, signal_or_noise
 from fake_llm import fake_llm
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -147,12 +153,17 @@ def test_bad_input_is_refused():
 
 @pytest.mark.parametrize("answer, scale, label", [
     ("Educational value: high", "binary", "high"), ("**Educational value**: Low.", "binary", "low"),
-    ("High.", "binary", "high"), ("It could be high or low.", "binary", None), ("I cannot tell.", "binary", None),
-    ("Points: ...\nEducational score: 4", "additive", 4), ("Educational score: 7", "additive", None),
-    ("no score", "additive", None),
+    ("This module provides a high-level interface.\nEducational value: low", "binary", "low"),
+    ("High.", "binary", None), ("This module provides a high-level interface.", "binary", None),
+    ("The educational value is high.", "binary", None), ("Educational value: high-level", "binary", None),
+    ("Educational value: high\nEducational value: low", "binary", None),
+    ("It could be high or low.", "binary", None), ("I cannot tell.", "binary", None),
+    ("Points: ...\nEducational score: 4", "additive", 4), ("Educational score: 4/5.", "additive", 4),
+    ("Educational score: 7", "additive", None), ("Educational score: 4.5", "additive", None),
+    ("I give it 4 points.", "additive", None), ("no score", "additive", None),
 ])
-def test_parse_label(answer, scale, label):
-    assert F.parse_label(answer, scale) == label
+def test_label_is_parsed_from_the_answer_line_only(answer, scale, label):
+    assert A.parse_label(answer, scale) == label
 
 
 def corpus(tmp_path, n=12):
@@ -171,14 +182,124 @@ def teacher(messages, n):
     return "Educational value: high" if "lesson" in messages[-1]["content"] else "Educational value: low"
 
 
-def annotate(src, out, base, *extra):
+def first_option(content):
+    return re.search(r"Answer with one word: (\w+) or (\w+)\.$", content)[1]
+
+
+def p_high(content):
+    """The scoring teacher's P(high) before its bias: lessons 0.7, anything else 0.4 (a weak teacher)."""
+    return 0.7 if "lesson" in content else 0.4
+
+
+def scoring_teacher(messages, n):
+    """Answers one token with llama.cpp-style top logprobs: P(high) by p_high, spread over "High" and "high",
+    plus a bias to whichever option the prompt names first, as SmolLM2-135M has; and some other tokens."""
+    content = messages[-1]["content"]
+    high = p_high(content) + (0.5 if first_option(content) == "high" else 0.0)
+    low = 1 - p_high(content) + (0.5 if first_option(content) == "low" else 0.0)
+    scale = 0.8 / (high + low)  # 20% on tokens that are neither
+    top = {"High": math.log(0.75 * high * scale), " high": math.log(0.25 * high * scale),
+           "low": math.log(low * scale), "The": math.log(0.15), "A": math.log(0.05)}
+    return {"text": max(top, key=top.get).strip().lower(), "top_logprobs": top}
+
+
+def annotate(src, out, base, *extra, method="answer"):
     return subprocess.run([sys.executable, "filter.py", "annotate", "--source", src, "--out", str(out),
-                           "--api-base", base, "--model", "fake", "--workers", "2", *extra],
+                           "--api-base", base, "--model", "fake", "--workers", "2", "--method", method,
+                           *(() if "--anchors" in extra else ("--anchors", "none")), *extra],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 
 def rows(path):
     return [json.loads(line) for line in open(path) if line.strip()]
+
+
+def test_scored_annotation_asks_both_orders_for_one_token_and_labels_by_rank(tmp_path):
+    src, out = corpus(tmp_path, 10), tmp_path / "ann.jsonl"
+    with fake_llm(scoring_teacher) as (base, server):
+        proc = annotate(src, out, base, "--n", "10", method="score")
+        assert proc.returncode == 0, proc.stderr
+    got = rows(out)
+    assert len(got) == 10 and len(server.requests) == 20
+    by_text = collections.defaultdict(list)
+    for r in server.requests:
+        body = r["body"]
+        assert body["max_tokens"] == 1 and body["logprobs"] is True and body["top_logprobs"] >= 2
+        assert body["grammar"] == 'root ::= "high" | "low"'
+        by_text[body["messages"][-1]["content"].split("```")[1]].append(first_option(body["messages"][-1]["content"]))
+    assert all(sorted(orders) == ["high", "low"] for orders in by_text.values())  # both orders, each document
+    for r in got:  # the mean over both orders of P(high) / (P(high) + P(low)): the bias cancels out
+        p = p_high(r["text"])
+        first, second = (p + 0.5) / (p + 0.5 + 1 - p), p / (p + 1 - p + 0.5)
+        assert r["teacher_score"] == pytest.approx((first + second) / 2, abs=1e-6)
+        assert r["method"] == "score" and len(r["p_high_by_order"]) == 2
+    labels = collections.Counter(r["label"] for r in got)
+    assert labels == {"high": 5, "low": 5}  # two classes by construction
+    assert all(r["label"] == ("high" if "lesson" in r["text"] else "low") for r in got)
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["judged"] == 10 and summary["labels"] == {"high": 5, "low": 5}
+
+
+def test_rank_labels_break_ties_at_random_under_a_seed():
+    scores = [0.5] * 10 + [0.9, 0.1]
+    a, b, c = (A.rank_labels(scores, 0.5, seed) for seed in (0, 0, 1))
+    assert a == b != c
+    assert a.count("high") == 6 and a[10] == "high" and a[11] == "low"
+    assert A.rank_labels([0.3, 0.3], 0.9, 0).count("high") == 1  # always two classes
+    assert A.rank_labels([0.9, 0.1, 0.5, 0.7], 0.25, 0) == ["high", "low", "low", "low"]
+
+
+def test_scored_annotation_needs_logprobs_and_drops_a_refused_grammar(tmp_path):
+    src, out = corpus(tmp_path, 4), tmp_path / "ann.jsonl"
+    with fake_llm(teacher) as (base, server):  # answers text, no logprobs
+        p = annotate(src, out, base, "--n", "4", method="score")
+    assert p.returncode != 0 and "logprobs" in p.stderr and "--method answer" in p.stderr
+    with fake_llm(scoring_teacher, reject=("grammar",)) as (base, server):  # OpenAI refuses llama.cpp's field
+        p = annotate(src, out, base, "--n", "4", method="score")
+        assert p.returncode == 0, p.stderr
+    assert all(r["teacher_score"] is not None for r in rows(out))
+    assert "grammar" in server.requests[0]["body"] and all("grammar" not in r["body"] for r in server.requests[2:])
+
+
+def test_anchors_are_judged_marked_and_never_trained_on(tmp_path):
+    lessons = {a["text"][:1000] for a in load_anchors("test")[0] if a["kind"] == "lesson"}
+    src, out = corpus(tmp_path, 12), tmp_path / "ann.jsonl"
+
+    def knows_the_anchors(messages, n):  # a teacher that ranks the anchors perfectly
+        text = messages[-1]["content"].split("```\n", 1)[1].rsplit("\n```\n", 1)[0]
+        top = {"high": math.log(0.9 if text in lessons else 0.6 if "lesson" in text else 0.3)}
+        return {"text": "high", "top_logprobs": {**top, "low": math.log(1 - math.exp(top["high"]))}}
+
+    with fake_llm(knows_the_anchors) as (base, server):
+        p = annotate(src, out, base, "--n", "12", "--anchors", "test", "--max-chars", "1000", method="score")
+    assert p.returncode == 0, p.stderr
+    anchors, missing = load_anchors("test")
+    got = rows(out)
+    assert len(got) == 12 + len(anchors) and sum(1 for r in got if r.get("anchor")) == len(anchors)
+    assert all(r["label"] is None for r in got if r.get("anchor"))  # not part of the ranking
+    summary = json.loads(p.stdout.strip().splitlines()[-1])
+    assert summary["anchors"]["auc"] == 1.0 and summary["anchors"]["ci95"] == [1.0, 1.0]
+    assert summary["labels"] == {"high": 6, "low": 6} and summary["anchors_missing"] == missing
+    forest_dir = tmp_path / "f"
+    p = subprocess.run([sys.executable, "filter.py", "train", "--annotations", str(out), "--out", str(forest_dir),
+                        "--trees", "10", "--dim", "64"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    metrics = json.loads((forest_dir / "metrics.json").read_text())
+    assert metrics["train_documents"] + metrics["test_documents"] == 12  # the anchors are not in it
+    assert metrics["teacher_anchor_auc"]["auc"] == 1.0 and "better than chance" in metrics["verdict"][0]
+    assert metrics["forest_anchor_auc"]["positives"] + metrics["forest_anchor_auc"]["negatives"] == len(anchors)
+
+
+def test_the_anchor_files_exist_and_a_coin_toss_reads_as_noise():
+    anchors, missing = load_anchors("all")
+    assert not missing, f"this Python lacks anchors {missing}"
+    assert collections.Counter((kind, split) for _, kind, split in ANCHORS) == \
+        {("lesson", "tune"): 8, ("data", "tune"): 8, ("lesson", "test"): 12, ("data", "test"): 12}
+    assert len({a["text"][:1000] for a in anchors}) == len(anchors) == len(ANCHORS)  # distinct as the teacher sees them
+    rng = np.random.default_rng(0)
+    check = auc_with_ci(rng.random(12), rng.random(12))
+    assert check["ci95"][0] < 0.5 < check["ci95"][1] and "not distinguishable from chance" in signal_or_noise("x", check)
+    assert auc_with_ci([0.9, 0.8], [0.1, 0.2])["auc"] == 1.0 and auc_with_ci([0.5], [0.5])["auc"] == 0.5
 
 
 def test_annotate_labels_caches_and_survives_429_500_and_timeouts(tmp_path):
@@ -206,7 +327,7 @@ def test_unparseable_answers_are_counted_not_guessed(tmp_path):
     with fake_llm(lambda m, n: "Hmm, hard to say.") as (base, server):
         p = annotate(src, out, base, "--n", "6")
     assert p.returncode == 0, p.stderr
-    assert json.loads(p.stdout.strip().splitlines()[-1])["unparseable"] == 6
+    assert json.loads(p.stdout.strip().splitlines()[-1])["unscored"] == 6
     assert all(r["label"] is None for r in rows(out))
     with pytest.raises(SystemExit, match="at least 2"):
         F.load_annotations(out)
@@ -223,7 +344,7 @@ def test_killed_and_rerun_annotate_loses_and_duplicates_nothing(tmp_path):
     src, out = corpus(tmp_path, 40), tmp_path / "ann.jsonl"
     with fake_llm(lambda m, n: (time.sleep(0.2), teacher(m, n))[1]) as (base, server):
         cmd = [sys.executable, "filter.py", "annotate", "--source", src, "--out", str(out), "--n", "40",
-               "--api-base", base, "--model", "fake", "--workers", "2"]
+               "--api-base", base, "--model", "fake", "--workers", "2", "--method", "answer", "--anchors", "none"]
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         while not out.exists() or sum(1 for line in open(out) if line.endswith("\n")) < 8:
             time.sleep(0.05)
