@@ -119,6 +119,12 @@ class _Handler(BaseHTTPRequestHandler):
                  "usage": {"prompt_tokens": prompt_words, "completion_tokens": len(text.split()),
                            "total_tokens": prompt_words + len(text.split())}}
         data = json.dumps(reply).encode()
+        if body.get("stream"):  # server-sent events, as llama.cpp and OpenAI stream an answer
+            choice = reply["choices"][0]
+            chunks = [{"choices": [{"index": 0, "delta": {"role": "assistant"}, "logprobs": None}]},
+                      {"choices": [{"index": 0, "delta": {"content": text}, "logprobs": logprobs}]},
+                      {"choices": [{"index": 0, "delta": {}, "finish_reason": choice["finish_reason"]}]}]
+            data = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks).encode() + b"data: [DONE]\n\n"
         if fault == "truncated":
             return self._send(200, data[: len(data) // 2])
         if fault == "incomplete":

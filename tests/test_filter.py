@@ -223,15 +223,16 @@ def rows(path):
 
 def test_scored_annotation_asks_both_orders_for_one_token_and_labels_by_rank(tmp_path):
     src, out = corpus(tmp_path, 10), tmp_path / "ann.jsonl"
-    with fake_llm(scoring_teacher) as (base, server):
+    with fake_llm(scoring_teacher, faults={2: "truncated", 5: "incomplete", 7: "500"}) as (base, server):
         proc = annotate(src, out, base, "--n", "10", method="score")
         assert proc.returncode == 0, proc.stderr
     got = rows(out)
-    assert len(got) == 10 and len(server.requests) == 20
+    answered = [r for r in server.requests if r["fault"] is None]
+    assert len(got) == 10 and len(answered) == 20 and len(server.requests) == 23  # cut streams are asked again
     by_text = collections.defaultdict(list)
-    for r in server.requests:
+    for r in answered:
         body = r["body"]
-        assert body["max_tokens"] == 1 and body["logprobs"] is True and body["top_logprobs"] >= 2
+        assert body["max_tokens"] == 1 and body["logprobs"] is True and body["top_logprobs"] >= 2 and body["stream"]
         assert body["grammar"] == 'root ::= "high" | "low"'
         by_text[body["messages"][-1]["content"].split("```")[1]].append(first_option(body["messages"][-1]["content"]))
     assert all(sorted(orders) == ["high", "low"] for orders in by_text.values())  # both orders, each document
