@@ -44,7 +44,7 @@ import requests
 from tqdm import tqdm
 
 from anchors import anchor_check, load_anchors
-from llm import LLMError, NoLogprobs, chat, option_probabilities
+from llm import DEFAULT_API_BASE, LLMError, NoLogprobs, chat, option_probabilities
 from prepare import atomic_write, iter_documents, iter_jsonl
 
 QUESTION = "determine its educational value for a student whose goal is to learn basic coding concepts"  # 2.1
@@ -206,7 +206,9 @@ def annotate(args):
         check_teacher(args.api_base)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     judge = score if args.method == "score" else ask
-    pool = cf.ThreadPoolExecutor(args.workers)
+    # One local llama.cpp server answers one request at a time and keeps only the last one's tokens: one worker
+    # sends each document's two requests back to back, so that the second finds the document cached.
+    pool = cf.ThreadPoolExecutor(args.workers or (1 if args.api_base == DEFAULT_API_BASE else 4))
     futures = {pool.submit(judge, text, args): (key, source, doc_id, text) for key, (source, doc_id, text) in todo.items()}
     errors_in_a_row = 0
     try:
@@ -259,9 +261,10 @@ def finish_labels(args, sample, anchor_kind):
         ranked = sorted((r for k, r in rows.items() if k in sample and not r.get("anchor")
                          and r.get("teacher_score") is not None), key=lambda r: r["key"])
         if len(ranked) >= 2:
+            rule = f"rank: top {args.high_fraction:g} of {len(ranked)} is high"
             for r, label in zip(ranked, rank_labels([r["teacher_score"] for r in ranked], args.high_fraction, args.seed)):
-                changed |= r.get("label") != label
-                r["label"], r["label_from"] = label, f"rank: top {args.high_fraction:g} of {len(ranked)} is high"
+                changed |= (r.get("label"), r.get("label_from")) != (label, rule)
+                r["label"], r["label_from"] = label, rule
     if changed:
         with atomic_write(args.out, encoding="utf-8") as f:
             f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows.values())

@@ -50,7 +50,8 @@ from anchors import anchor_check, auc_with_ci, signal_or_noise
 from annotate import annotate, start_fresh_line
 from forest import RandomForest
 from llm import add_llm_args, embed
-from prepare import DEFAULT_SOURCE, MAX_BYTES, atomic_write, download, get_tokenizer, iter_documents, iter_jsonl
+from prepare import (DEFAULT_SOURCE, MAX_BYTES, DownloadError, atomic_write, download, get_tokenizer, iter_documents,
+                     iter_jsonl)
 
 # ----------------------------------------------------------------------------
 # Embed: a fixed-length vector per document for the forest.
@@ -100,7 +101,11 @@ def pretrained(location):
     if not m:
         return os.path.abspath(location)
     url = f"{os.environ.get('HF_ENDPOINT', 'https://huggingface.co').rstrip('/')}/{m[1]}/resolve/{m[2] or 'main'}/"
-    return os.path.dirname([download(url + name) for name in ("config.json", "model.safetensors")][0])
+    try:
+        return os.path.dirname([download(url + name) for name in ("config.json", "model.safetensors")][0])
+    except DownloadError as e:
+        raise SystemExit(f"filter.py: cannot download {location}: {e}\nOffline, give --embed a local copy "
+                         f"(a directory with config.json and model.safetensors), or --embed ngram.")
 
 
 def feature_spec(args, max_chars):
@@ -430,7 +435,8 @@ def main(argv=None):
                    help="--method answer: low/high (paper) or 0-5 (FineWeb-Edu)")
     a.add_argument("--max-chars", type=int, default=8000, help="characters of each document shown (default: %(default)s)")
     a.add_argument("--seed", type=int, default=0, help="which sample, and the order of tied scores (default: %(default)s)")
-    a.add_argument("--workers", type=int, default=4, help="requests at once (default: %(default)s)")
+    a.add_argument("--workers", type=int, help="requests at once (default: 1 for the local teacher, whose one server "
+                   "then finds each document's prefix cached for its second request; else 4)")
     a.add_argument("--timeout", type=float, default=120.0, help="seconds per request (default: %(default)s)")
     a.add_argument("--retries", type=int, default=6, help="per request, with backoff (default: %(default)s)")
     a.add_argument("--give-up-errors", type=int, default=5, help="stop after this many failures in a row")

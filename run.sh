@@ -133,10 +133,8 @@ MODEL=${MODEL:-smollm2}
 # them (README, synth.py), so with the local teacher a docstring and a solution that runs will do.
 MIN_EXAMPLES=${MIN_EXAMPLES:-$([[ $API_BASE == "$LOCAL_TEACHER" ]] && echo 0 || echo 1)}
 # A weak teacher's parsed answers are one class (SmolLM2-135M: "high" or nothing), so the local one is scored and
-# its labels ranked; one llama.cpp server answers one request at a time, and one worker keeps each document's two
-# requests back to back, so that the second finds the document in its cache. Other teachers: the paper's labels.
+# its labels ranked (annotate.py); other teachers give the paper's parsed labels.
 ANNOTATE_METHOD=${ANNOTATE_METHOD:-$([[ $API_BASE == "$LOCAL_TEACHER" ]] && echo score || echo answer)}
-ANNOTATE_WORKERS=${ANNOTATE_WORKERS:-$([[ $API_BASE == "$LOCAL_TEACHER" ]] && echo 1 || echo 4)}
 KEEP_TOKENS=${KEEP_TOKENS:-0.17}
 TEACHER=(--api-base "$API_BASE" --model "$MODEL")
 read -r -a specs <<< "${CODE_SOURCES:-}"
@@ -213,7 +211,7 @@ fi
 # annotate also asks about the test anchor files (anchors.py), and filter reports whether the teacher's score
 # separates them: at cpu scale it does not (README), and the report says so.
 step annotate python filter.py annotate "${SOURCES[@]}" --n "$N_ANNOTATE" --max-chars "$ANNOTATE_CHARS" \
-    --method "$ANNOTATE_METHOD" --workers "$ANNOTATE_WORKERS" --out "$RUN/annotations.jsonl" "${TEACHER[@]}"
+    --method "$ANNOTATE_METHOD" --out "$RUN/annotations.jsonl" "${TEACHER[@]}"
 step filter python filter.py train-and-keep "${SOURCES[@]}" --annotations "$RUN/annotations.jsonl" --out "$RUN/filter" \
     --embed "$EMBED" --keep-tokens "$KEEP_TOKENS" "${TEACHER[@]}"
 
