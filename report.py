@@ -223,7 +223,8 @@ def annotation_labels(rows):
     if "None" in labels:
         line += " (None: no clear label in the answer, or no score; left out of the forest's training)"
     if anchors:
-        line += f". {len(anchors)} anchor files were judged too, as a check of the teacher (below), never as training data"
+        line += (f". {len(anchors)} of the annotated files are anchor files, judged as a check of the teacher (below) "
+                 f"and never trained on")
     return line + "."
 
 
