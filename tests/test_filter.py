@@ -29,6 +29,7 @@ from sklearn.ensemble import RandomForestClassifier
 
 import annotate as A
 import filter as F
+import llm
 import forest as RF  # the forest's internals; F.RandomForest is its re-export
 from anchors import ANCHORS, auc_with_ci, load_anchors, signal_or_noise
 from fake_llm import fake_llm
@@ -496,6 +497,13 @@ def test_teacher_embeddings_are_the_features_in_train_and_keep(tmp_path):
     assert len(embedded) == 10 + 12  # the annotations to train, then every document to keep
     kept = list(F.iter_jsonl(out / "kept.jsonl"))
     assert len(kept) == 6 and all("lesson" in r["text"] for r in kept)
+
+
+def test_per_token_embeddings_are_refused_at_once_not_retried():
+    with fake_llm(teacher, embed=lambda texts: [[[0.0, 1.0]] * 3 for _ in texts]) as (base, server):
+        with pytest.raises(llm.LLMError, match="one embedding per token"):
+            llm.embed(["a", "b"], base, "fake")
+    assert len(server.requests) == 1
 
 
 def test_a_pretrained_phi_from_a_hub_directory_embeds(tmp_path, monkeypatch):
