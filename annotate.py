@@ -7,7 +7,8 @@ The paper asked GPT-4 for the "educational value for a student whose goal is to 
 of about 100k files, and a forest learned those labels. Two ways to ask here (--method):
 
 score   (default) the teacher answers with one token, high or low, and teacher_score = P(high) is read from
-        that token's log-probabilities, asked in both orders of the two options and averaged. The labels
+        that token's log-probabilities, asked in both orders of the two options and averaged, after two worked
+        examples (EXAMPLES). The labels
         then come from the rank of the score within the sample: the best --high-fraction (0.5) are high,
         the rest low, so that there are two classes by construction. One annotation costs two requests of
         one answer token each, which share the document as their prefix (llama.cpp evaluates it once), where
@@ -53,8 +54,8 @@ CRITERIA = ("A file has high educational value if it is clear, self-contained an
 PROMPTS = {  # the version string is part of the cache key: change it whenever the prompt changes
     # --method score: the options come last, after the document, so that the requests for the two orders
     # share the document as their prefix, which llama.cpp then evaluates once (it keeps the last request's
-    # tokens and reuses their longest common prefix).
-    "score": ("binary-score-v1", "Here is a code file.\n\n```\n{text}\n```\n\nPlease " + QUESTION + ". " + CRITERIA +
+    # tokens and reuses their longest common prefix). v2: after the two worked EXAMPLES.
+    "score": ("binary-score-v2", "Here is a code file.\n\n```\n{text}\n```\n\nPlease " + QUESTION + ". " + CRITERIA +
               " Answer with one word: {first} or {second}."),
     "binary": ("binary-v1", "Here is a code file.\n\n```\n{text}\n```\n\nPlease " + QUESTION + ". " + CRITERIA +
                " Answer with one line: 'Educational value: high' or 'Educational value: low'."),
@@ -65,6 +66,14 @@ PROMPTS = {  # the version string is part of the cache key: change it whenever t
                  "other files;\n- it would make a good lesson: clear, instructive, well explained.\nJustify briefly, "
                  "then end with the line 'Educational score: <points>'."),
 }
+# --method score asks after two worked examples, made up (no corpus or anchor file): a short lesson, high, and a
+# table, low. On the tune anchors they lifted the AUC of teacher_score from 0.59 to 0.98 for SmolLM2-135M; on the
+# test anchors, which no choice was made on, it is 0.61 (bench_annotate.py, README). The examples come first, so
+# every request shares them as its prefix too.
+EXAMPLES = [('def factorial(n):\n    """Return n! = 1 * 2 * ... * n, for n >= 0."""\n    result = 1\n'
+             '    for k in range(2, n + 1):  # multiply the numbers up to n, one at a time\n        result *= k\n'
+             '    return result\n\n\nprint(factorial(5))  # 120\n', "high"),
+            ("COLORS = {\n" + "".join(f"    'c{i}': 0x{i * 40503 % 16777216:06x},\n" for i in range(16)) + "}\n", "low")]
 # Only a line that starts with what the prompt asked for counts: "Educational value: high", "**Educational
 # value**: Low." Words elsewhere never do ("This module provides a high-level interface").
 LABEL_RE = {"binary": re.compile(r"^[\W_]*educational value[\W_]*(high|low)(?![\w-])", re.I | re.M),
@@ -125,6 +134,15 @@ def ask(text, args):
     return {"label": label, "teacher_score": value, "answer": answer[:2000], "usage": usage}
 
 
+def score_messages(text, first, second):
+    """The worked EXAMPLES as earlier turns of the chat, then the question about `text`, options in this order."""
+    messages = []
+    for example, answer in EXAMPLES:
+        messages += [{"role": "user", "content": PROMPTS["score"][1].format(text=example, first="high", second="low")},
+                     {"role": "assistant", "content": answer}]
+    return messages + [{"role": "user", "content": PROMPTS["score"][1].format(text=text, first=first, second=second)}]
+
+
 def score(text, args):
     """--method score: teacher_score = P(high), read from the log-probabilities of a one-token answer, asked
     in both orders of the options and averaged: a small model prefers whichever it reads first (SmolLM2-135M
@@ -133,8 +151,7 @@ def score(text, args):
     nothing; with neither order, the score is None (counted as unscored)."""
     p_high, answers, usage = [], [], collections.Counter()
     for first, second in (("high", "low"), ("low", "high")):
-        content = PROMPTS["score"][1].format(text=text, first=first, second=second)
-        probs, answer, u = option_probabilities([{"role": "user", "content": content}], ("high", "low"), **teacher(args))
+        probs, answer, u = option_probabilities(score_messages(text, first, second), ("high", "low"), **teacher(args))
         answers.append(answer)
         usage.update(u)
         if probs:

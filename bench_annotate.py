@@ -13,10 +13,11 @@ cost     seconds per document of --method answer (the paper's prompt and an answ
          so that neither finds the other's document in llama.cpp's cache; medians. A third column asks the
          two orders with such a request between them: what sharing the document prefix saves.
 prompts  the AUC of each way of asking (VARIANTS) on the anchor files, tune and test apart (anchors.py),
-         with bootstrap 95% intervals. The prompts were tried on the tune anchors. annotate.py keeps the
-         paper's question ("score") unless another way beats it there by more than noise: its whole tune
-         interval above the paper question's tune AUC. The test anchors, on which nothing was chosen, give
-         the figure to believe. A score that neither answer token holds counts as 0.5.
+         with bootstrap 95% intervals. The rule, fixed before the first run: annotate.py asks the paper's
+         question ("zero-shot") unless another way beats it on the tune anchors by more than noise, its whole
+         tune interval above the zero-shot tune AUC. "few-shot" did (0.98, 0.91-1.00, against 0.59), so it is
+         annotate's --method score now. The test anchors, on which nothing was chosen, give the figure to
+         believe. A score that neither answer token holds counts as 0.5.
 """
 
 import argparse
@@ -25,16 +26,11 @@ import statistics
 import time
 
 from anchors import auc_with_ci, load_anchors
-from annotate import CRITERIA, PROMPTS, QUESTION, ask, sample_documents, score
+from annotate import CRITERIA, PROMPTS, QUESTION, ask, sample_documents, score, score_messages
 from llm import add_llm_args, chat, option_probabilities
 from prepare import DEFAULT_SOURCE, MAX_BYTES
 
 FILE = "Here is a code file.\n\n```\n{text}\n```\n\n"
-# Made-up examples for the few-shot prefix: no anchor, no corpus file.
-LESSON_EXAMPLE = ('def factorial(n):\n    """Return n! = 1 * 2 * ... * n, for n >= 0."""\n    result = 1\n'
-                  '    for k in range(2, n + 1):  # multiply the numbers up to n, one at a time\n        result *= k\n'
-                  '    return result\n\n\nprint(factorial(5))  # 120\n')
-DATA_EXAMPLE = "COLORS = {\n" + "".join(f"    'c{i}': 0x{i * 40503 % 16777216:06x},\n" for i in range(16)) + "}\n"
 REFERENCE = ("class Config:\n    def __init__(self, path):\n        self.path = path\n        self.values = {}\n\n"
              "    def load(self):\n        with open(self.path) as f:\n            for line in f:\n"
              "                k, v = line.split('=', 1)\n                self.values[k.strip()] = v.strip()\n")
@@ -49,15 +45,6 @@ def both_orders(template, options, text, kw, before=()):
         if probs:
             p.append(probs[options[0]])
     return sum(p) / len(p) if p else None
-
-
-def few_shot(text, kw):
-    """The pipeline's question, after one worked lesson-like and one data-like example."""
-    before = []
-    for example, answer in ((LESSON_EXAMPLE, "high"), (DATA_EXAMPLE, "low")):
-        before += [{"role": "user", "content": PROMPTS["score"][1].format(text=example, first="high", second="low")},
-                   {"role": "assistant", "content": answer}]
-    return both_orders(PROMPTS["score"][1], ("high", "low"), text, kw, before)
 
 
 def pairwise(text, kw):
@@ -75,8 +62,8 @@ def pairwise(text, kw):
 VARIANTS = {  # name: (what it asks, text, llm keywords, args) -> score in [0, 1] or None
     "answer": ("the paper's prompt, the label parsed from a written answer (high 1, low 0): annotate before",
                lambda text, kw, args: ask(text, args)["teacher_score"]),
-    "score": ("the paper's question, P(high) from one answer token, both orders (annotate --method score)",
-              lambda text, kw, args: score(text, args)["teacher_score"]),
+    "zero-shot": ("the paper's question, P(high) from one answer token, both orders (annotate's first --method score)",
+                  lambda text, kw, args: both_orders(PROMPTS["score"][1], ("high", "low"), text, kw)),
     "yes-no": ("'Is this file a good lesson for a student who wants to learn basic coding concepts?' P(yes)",
                lambda text, kw, args: both_orders(FILE + "Is this file a good lesson for a student who wants to learn "
                                                   "basic coding concepts? Answer with one word: {first} or {second}.",
@@ -90,8 +77,8 @@ VARIANTS = {  # name: (what it asks, text, llm keywords, args) -> score in [0, 1
                  lambda text, kw, args: both_orders(FILE + "Does this file explain in plain English what its code "
                                                     "does and how? Answer with one word: {first} or {second}.",
                                                     ("yes", "no"), text, kw)),
-    "few-shot": ("the paper's question after two worked examples (a made-up lesson: high; a table: low)",
-                 lambda text, kw, args: few_shot(text, kw)),
+    "few-shot": ("the same after two worked examples, a made-up lesson (high) and table (low): annotate --method score",
+                 lambda text, kw, args: score(text, args)["teacher_score"]),
     "pairwise": ("'Which file teaches more?' against a fixed plain reference file, both positions",
                  lambda text, kw, args: pairwise(text, kw)),
 }
@@ -121,8 +108,7 @@ def cost(args):
     def cold_orders(text):  # the two orders with the cache emptied between them
         for first, second in (("high", "low"), ("low", "high")):
             flush(args)
-            option_probabilities([{"role": "user", "content": PROMPTS["score"][1].format(
-                text=text, first=first, second=second)}], ("high", "low"), **kw)
+            option_probabilities(score_messages(text, first, second), ("high", "low"), **kw)
 
     runs = []
     for i, (_, doc_id, text) in enumerate(docs):

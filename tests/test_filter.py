@@ -235,6 +235,7 @@ def test_scored_annotation_asks_both_orders_for_one_token_and_labels_by_rank(tmp
         body = r["body"]
         assert body["max_tokens"] == 1 and body["logprobs"] is True and body["top_logprobs"] >= 2 and body["stream"]
         assert body["grammar"] == 'root ::= "high" | "low"'
+        assert [m["content"] for m in body["messages"][1:4:2]] == ["high", "low"]  # after the two worked examples
         by_text[body["messages"][-1]["content"].split("```")[1]].append(first_option(body["messages"][-1]["content"]))
     assert all(sorted(orders) == ["high", "low"] for orders in by_text.values())  # both orders, each document
     for r in got:  # the mean over both orders of P(high) / (P(high) + P(low)): the bias cancels out
