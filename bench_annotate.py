@@ -9,9 +9,10 @@ bench_annotate.py: what the teacher's judgement costs, and whether it means anyt
 cost     seconds per document of --method answer (the paper's prompt and an answer of up to 64 tokens: what
          annotate did before) and of --method score (two requests of one answer token), on the documents that
          run.sh's cpu scale annotates (the seed-0 sample of the stdlib, 1,000 characters each). Interleaved
-         document by document, the first of the two alternating, with a short unrelated request before each
-         so that neither finds the other's document in llama.cpp's cache; medians. A third column asks the
-         two orders with such a request between them: what sharing the document prefix saves.
+         document by document, the first of the two alternating; before each, an untimed request of the same
+         method about a one-line file leaves llama.cpp's cache as a run leaves it between two documents (the
+         chat template and score's worked examples cached, the document not); medians. A third column asks
+         the two orders with such a request between them: what sharing the document prefix saves.
 prompts  the AUC of each way of asking (VARIANTS) on the anchor files, tune and test apart (anchors.py),
          with bootstrap 95% intervals. The rule, fixed before the first run: annotate.py asks the paper's
          question ("zero-shot") unless another way beats it on the tune anchors by more than noise, its whole
@@ -89,14 +90,18 @@ def annotate_args(args, method):
                               retries=2, method=method, scale="binary")
 
 
-def flush(args):
-    """A short unrelated request: llama.cpp's cache then holds it, not the previous document."""
-    chat([{"role": "user", "content": "Say hi."}], api_base=args.api_base, model=args.model, max_tokens=1)
+def prime(method, kw):
+    """Judge a one-line file with `method`, untimed: llama.cpp's cache then holds what any document of a run
+    shares with the previous one (the chat template, score's worked examples), and not the document."""
+    if method == "score":
+        option_probabilities(score_messages("pass\n", "high", "low"), ("high", "low"), **kw)
+    else:
+        chat([{"role": "user", "content": PROMPTS["binary"][1].format(text="pass\n")}], max_tokens=1, **kw)
 
 
-def timed(fn, *a):
+def timed(fn, *a, **k):
     t = time.perf_counter()
-    out = fn(*a)
+    out = fn(*a, **k)
     return time.perf_counter() - t, out
 
 
@@ -105,20 +110,22 @@ def cost(args):
     old, new = annotate_args(args, "answer"), annotate_args(args, "score")
     kw = {k: getattr(new, k) for k in ("api_base", "model", "api_key_env", "timeout", "retries")}
 
-    def cold_orders(text):  # the two orders with the cache emptied between them
+    def cold_orders(text):  # the two orders, each after a request that evicts the document
+        t = 0.0
         for first, second in (("high", "low"), ("low", "high")):
-            flush(args)
-            option_probabilities(score_messages(text, first, second), ("high", "low"), **kw)
+            prime("score", kw)
+            t += timed(option_probabilities, score_messages(text, first, second), ("high", "low"), **kw)[0]
+        return t
 
     runs = []
     for i, (_, doc_id, text) in enumerate(docs):
         row = {"id": doc_id}
         order = [("answer", ask, old), ("score", score, new)]
         for name, fn, a in (order if i % 2 == 0 else order[::-1]):
-            flush(args)
+            prime(name, kw)
             row[name], out = timed(fn, text, a)
             row[f"{name}_usage"] = out["usage"]
-        row["score_cold"], _ = timed(cold_orders, text)
+        row["score_cold"] = cold_orders(text)
         runs.append(row)
         print(json.dumps(row), flush=True)
     med = {k: statistics.median(r[k] for r in runs) for k in ("answer", "score", "score_cold")}
