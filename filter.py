@@ -223,12 +223,27 @@ def signal_checks(forest, X_test, y_test, anchors, spec, device):
                signal_or_noise("The forest on held-out annotations (does it predict the labels?)", out["forest_auc"]),
                signal_or_noise("The forest on the anchor files (does the filter prefer lessons?)",
                                out["forest_anchor_auc"])]
-    teacher = out["teacher_anchor_auc"]
-    if teacher and teacher["ci95"][0] <= 0.5:
-        verdict.append("So the teacher's labels are noise at this scale, and the filter keeps a near-random "
-                       "subset of the corpus.")
-    out["verdict"] = verdict
+    verdict.append(conclusion(out["teacher_anchor_auc"], out["forest_anchor_auc"]))
+    out["verdict"] = [v for v in verdict if v]
     return out
+
+
+def conclusion(teacher, forest):
+    """What the two anchor checks say together, in one sentence that claims no more than their intervals."""
+    better = lambda check: bool(check) and check["ci95"][0] > 0.5
+    if not teacher:
+        return None
+    if better(teacher):
+        if not forest:
+            return "So the teacher's labels carry signal at this scale."
+        return ("So the teacher's labels carry signal at this scale" +
+                (", and the filter prefers lesson-like files." if better(forest) else
+                 "; the forest does not carry it over to the anchor files (too few annotations, or the features)."))
+    if better(forest):
+        return ("So the teacher's labels are indistinguishable from noise at this scale, yet the forest fit on them "
+                "ranks the anchor files better than chance: the kept code leans to lesson-like files by this "
+                "check, on evidence too thin to credit to the teacher's judgement.")
+    return "So the teacher's labels are noise at this scale, and the filter keeps a near-random subset of the corpus."
 
 
 # ----------------------------------------------------------------------------

@@ -300,6 +300,17 @@ def test_anchors_are_judged_marked_and_never_trained_on(tmp_path):
     assert metrics["forest_anchor_auc"]["positives"] + metrics["forest_anchor_auc"]["negatives"] == len(anchors)
 
 
+@pytest.mark.parametrize("teacher, forest, says", [
+    ((0.50, 0.30, 0.70), (0.55, 0.35, 0.75), "labels are noise at this scale, and the filter keeps a near-random"),
+    ((0.61, 0.37, 0.83), (0.79, 0.59, 0.96), "indistinguishable from noise at this scale, yet the forest"),
+    ((0.80, 0.60, 0.95), (0.79, 0.59, 0.96), "carry signal at this scale, and the filter prefers lesson-like"),
+    ((0.80, 0.60, 0.95), (0.50, 0.30, 0.70), "the forest does not carry it over"),
+])
+def test_the_conclusion_claims_no_more_than_the_intervals(teacher, forest, says):
+    check = lambda a, lo, hi: {"auc": a, "ci95": [lo, hi], "positives": 12, "negatives": 12}
+    assert says in F.conclusion(check(*teacher), check(*forest))
+
+
 def test_the_anchor_files_exist_and_a_coin_toss_reads_as_noise():
     anchors, missing = load_anchors("all")
     assert not missing, f"this Python lacks anchors {missing}"
