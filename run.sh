@@ -208,8 +208,8 @@ step raw python prepare.py "${SOURCES[@]}" --out "$RUN/raw"
 if ! (done_ annotate && done_ textbooks && done_ exercises) || { [[ $EMBED == teacher ]] && ! done_ filter; }; then
     need_teacher
 fi
-# annotate also asks about the test anchor files (anchors.py), and filter reports whether the teacher's score
-# separates them: at cpu scale it does not (README), and the report says so.
+# annotate also asks about the test anchor files (anchors.py), and filter reports whether the teacher's score and
+# the forest's separate them (README, filter section: at cpu scale the teacher's does not), and the report says so.
 step annotate python filter.py annotate "${SOURCES[@]}" --n "$N_ANNOTATE" --max-chars "$ANNOTATE_CHARS" \
     --method "$ANNOTATE_METHOD" --out "$RUN/annotations.jsonl" "${TEACHER[@]}"
 step filter python filter.py train-and-keep "${SOURCES[@]}" --annotations "$RUN/annotations.jsonl" --out "$RUN/filter" \
