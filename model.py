@@ -427,6 +427,28 @@ def write_safetensors(file, tensors):
             f.write(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
 
 
+@torch.no_grad()
+def mean_hidden_states(model, texts, batch_size=16, max_tokens=512):
+    """(len(texts), n_embd) float32 CPU tensor: each text's final hidden states (model.features) averaged over
+    its first max_tokens tokens. The paper embeds code this way with a pretrained model, to filter it (2.1)
+    and to find near-copies of the benchmarks (5); filter.py and evaluate.py both use this one function.
+
+    Batches hold texts of similar length (little padding); padding is masked out of attention and of the
+    mean, so a text's vector does not depend on the batch it lands in."""
+    tok, device = get_tokenizer(), next(model.parameters()).device
+    ids = [x[:max_tokens] or [EOT] for x in tok.encode_ordinary_batch(list(texts), num_threads=os.cpu_count() or 1)]
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    out = torch.empty(len(ids), model.config.n_embd)
+    for start in range(0, len(ids), batch_size):
+        rows = order[start:start + batch_size]
+        T = max(len(ids[i]) for i in rows)
+        idx = torch.tensor([ids[i] + [EOT] * (T - len(ids[i])) for i in rows], device=device)
+        mask = torch.tensor([[True] * len(ids[i]) + [False] * (T - len(ids[i])) for i in rows], device=device)
+        h = model.features(idx, attention_mask=mask).float() * mask[..., None]
+        out[rows] = (h.sum(1) / mask.sum(1, keepdim=True)).cpu()
+    return out
+
+
 def load_model(path, device="cpu", dtype=None):
     """A Phi in eval mode from a Hugging Face directory, a training checkpoint, or a train out_dir."""
     path = pathlib.Path(path)

@@ -263,10 +263,7 @@ def section_funnel(run, done):
     lines.append("")
     path = os.path.join(run, "annotations.jsonl")
     if os.path.isfile(path):
-        labels = collections.Counter(str(r.get("label")) for r in iter_jsonl(path))
-        lines.append("The teacher's labels: " + ", ".join(f"{k} {v}" for k, v in sorted(labels.items())) +
-                     (" (None: no clear label in the answer; left out of the forest's training)." if "None" in labels
-                      else "."))
+        lines.append(annotation_labels(list(iter_jsonl(path))))
     for kind in ("textbooks", "exercises"):
         synth = read_json(os.path.join(run, f"{kind}.jsonl.report.json"))
         if synth:
@@ -277,18 +274,56 @@ def section_funnel(run, done):
     return lines if lines[-1] == "" else lines + [""]
 
 
+def annotation_labels(rows):
+    """One line: the labels of the sample, where they come from, and how many anchor files were judged."""
+    sample, anchors = [r for r in rows if not r.get("anchor")], [r for r in rows if r.get("anchor")]
+    labels = collections.Counter(str(r.get("label")) for r in sample)
+    line = "The teacher's labels: " + ", ".join(f"{k} {v}" for k, v in sorted(labels.items()))
+    ranked = sorted({r["label_from"] for r in sample if r.get("label_from")})
+    if ranked:
+        line += (f", by rank of teacher_score (P(high) from the log-probabilities of its one-token answer, both "
+                 f"orders of the options): {'; '.join(ranked)}")
+    if "None" in labels:
+        line += " (None: no clear label in the answer, or no score; left out of the forest's training)"
+    if anchors:
+        line += (f". {len(anchors)} of the annotated files are anchor files, judged as a check of the teacher (below) "
+                 f"and never trained on")
+    return line + "."
+
+
+def auc_cell(check):
+    if not check:
+        return MISSING
+    return f"{check['auc']:.2f} ({check['ci95'][0]:.2f}-{check['ci95'][1]:.2f}) | {check['positives']} / {check['negatives']}"
+
+
 def section_forest(run, done):
     metrics, kept = forest_metrics(run)
     if not metrics:
         return [f"{MISSING} (`filter/metrics.json`)", ""]
+    embed = metrics.get("embed", {})
+    features = {"ngram": "hashed token n-grams (no pretrained model)",
+                "teacher": f"the teacher's embeddings ({embed.get('model')} at {embed.get('api_base')})",
+                "model": f"a pretrained model's mean hidden states (`{embed.get('ckpt')}`)"}.get(embed.get("embed"), "?")
     lines = [f"{metrics['train_documents']} annotated documents to fit, {metrics['test_documents']} held out; "
-              f"features: {metrics.get('embed', {}).get('embed', '?')}.", "",
-              "| | accuracy | precision | recall | F1 |", "|---|---:|---:|---:|---:|",
-              "| forest | " + " | ".join(number(metrics[k]) for k in ("accuracy", "precision", "recall", "f1")) + " |",
-              f"| always '{metrics['majority_label']}' | " +
-              " | ".join(number(metrics[f"baseline_{k}"]) for k in ("accuracy", "precision", "recall", "f1")) + " |",
-              "", f"Confusion matrix (rows: teacher, columns: forest; {', '.join(metrics['labels'])}): "
-                  f"`{metrics['confusion_matrix']}`", ""]
+             f"features: {features}.", "",
+             "| | accuracy | precision | recall | F1 |", "|---|---:|---:|---:|---:|",
+             "| forest | " + " | ".join(number(metrics[k]) for k in ("accuracy", "precision", "recall", "f1")) + " |",
+             f"| always '{metrics['majority_label']}' | " +
+             " | ".join(number(metrics[f"baseline_{k}"]) for k in ("accuracy", "precision", "recall", "f1")) + " |",
+             "", f"Confusion matrix (rows: teacher, columns: forest; {', '.join(metrics['labels'])}): "
+                 f"`{metrics['confusion_matrix']}`", ""]
+    if "teacher_anchor_auc" in metrics:
+        lines += ["Does it mean anything? AUC: the chance that a positive scores above a negative (0.5: a coin "
+                  "toss), with a bootstrap 95% interval. Anchor files: clear-cut lesson-like and data-like files of "
+                  "the standard library (`anchors.py`), never trained on.", "",
+                  "| check | AUC (95% CI) | positives / negatives |", "|---|---|---|",
+                  f"| the teacher's score: lesson-like above data-like anchor files? | "
+                  f"{auc_cell(metrics['teacher_anchor_auc'])} |",
+                  f"| the forest on held-out annotations: high above low? | {auc_cell(metrics['forest_auc'])} |",
+                  f"| the forest's score: lesson-like above data-like anchor files? | "
+                  f"{auc_cell(metrics['forest_anchor_auc'])} |", "",
+                  *[f"- {line}" for line in metrics["verdict"]], ""]
     if kept:
         lines += [f"Kept ({kept['rule']}): {number(kept['kept_documents'])} of {number(kept['documents'])} documents, "
                   f"{number(kept['kept_tokens'])} of {number(kept['tokens'])} tokens "

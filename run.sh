@@ -42,6 +42,11 @@
 #   CODE_SOURCES                the raw code: prepare.py --source specs, space-separated (default: the stdlib)
 #   TEXTBOOK_SOURCES, EXERCISE_SOURCES   more data for the two bins, as they are (e.g. public stand-ins, README)
 #   N_ANNOTATE, ANNOTATE_CHARS  documents the teacher labels, and how much of each it reads
+#   ANNOTATE_METHOD             score: P(high) from the teacher's answer-token logprobs, labels by rank (the local
+#                               teacher); answer: the label parsed from its answer, as in the paper (any other teacher)
+#   EMBED                       the forest's features: ngram, teacher (its /v1/embeddings), or a pretrained Phi:
+#                               a directory or hf://OWNER/NAME (cpu: ngram; gpu: teacher; paper: hf://microsoft/phi-1)
+#   KEEP_TOKENS                 the share of the corpus's tokens the filter keeps, best first (0.17, the paper's 6B of 35B)
 #   N_TEXTBOOKS, N_EXERCISES, SYNTH_TOKENS, SYNTH_WORKERS   rows wanted, max tokens per answer, requests at once
 #   SYNTH_MINUTES               time budget of each synthetic set (cpu: 4; 0 = none): see synthesize below
 #   MIN_EXAMPLES                >>> examples an exercise must pass (1; 0 with the local teacher: see below)
@@ -83,7 +88,13 @@ cpu)  # <= 30 minutes on 2 cores, installs included (23 measured): the README sa
     : "${BLOCK_SIZE:=256}" "${FINETUNE_BLOCK:=128}"
     : "${PRETRAIN_ITERS:=300}" "${FINETUNE_ITERS:=60}" "${NPROC:=1}" "${EVAL_LIMIT:=0}" "${EVAL_TOKENS:=128}"
     : "${EVAL_BATCH:=32}" "${VAL_FRACTION:=0.1}"
-    : "${ARMS:=raw base phi1}"  # filtered is left out: with this teacher it is close to a random subset (README)
+    # filtered is left out for time: its labels come from a teacher whose judgement is noise at this scale (the
+    # report's forest section says what the anchor files show), so it would say little about the paper's filter
+    : "${ARMS:=raw base phi1}"
+    # Pretrained embeddings do not fit here: SmolLM2's /v1/embeddings read 39-49 tokens/s on the 2-core machine
+    # (busy with other work), about as fast as it reads prompts, and the keep step would embed the whole stdlib,
+    # 768k tokens at 512 per file: hours. The forest reads hashed n-grams instead (README, filter section).
+    : "${EMBED:=ngram}"
     PRETRAIN=(config/tiny_cpu.py --warmup_iters=$((PRETRAIN_ITERS / 10)) --eval_interval=$((PRETRAIN_ITERS / 4)))
     FINETUNE=(config/tiny_cpu.py config/finetune.py --learning_rate=2e-4 --warmup_iters=$((FINETUNE_ITERS / 10)))
     FINETUNE_KEEP=$((FINETUNE_ITERS / 3))  # three checkpoints to choose from by validation loss, as the paper chose
@@ -95,6 +106,9 @@ gpu)  # ~1 hour on one GPU
     : "${MICRO_BATCH:=16}" "${PRETRAIN_ITERS:=1000}" "${FINETUNE_ITERS:=200}" "${NPROC:=1}" "${EVAL_LIMIT:=0}"
     : "${EVAL_TOKENS:=384}" "${EVAL_BATCH:=64}" "${VAL_FRACTION:=0.02}"
     : "${ARMS:=raw filtered base phi1}"
+    # The paper's features are a pretrained model's embeddings. The local teacher's need no download (SmolLM2 came
+    # from PyPI); with another teacher, microsoft/phi-1 from the Hub (once, into the cache; EMBED=DIR for a copy).
+    : "${EMBED:=$([[ ${API_BASE:-$LOCAL_TEACHER} == "$LOCAL_TEACHER" ]] && echo teacher || echo hf://microsoft/phi-1)}"
     PRETRAIN=(config/small_gpu.py --warmup_iters=$((PRETRAIN_ITERS / 20)) --eval_interval=$((PRETRAIN_ITERS / 6))
               --keep_every=0)
     FINETUNE=(config/small_gpu.py config/finetune.py --warmup_iters=$((FINETUNE_ITERS / 10)))
@@ -108,6 +122,7 @@ paper)  # paper section 2: ~100k labelled files; 35B tokens filtered to ~6B; ~1B
     : "${EVAL_LIMIT:=0}"
     : "${EVAL_TOKENS:=384}" "${EVAL_BATCH:=64}" "${VAL_FRACTION:=0.005}"
     : "${ARMS:=base phi1}"  # each arm is days of 8 GPUs
+    : "${EMBED:=hf://microsoft/phi-1}"  # downloaded once into the cache, like the corpus; EMBED=DIR for a local copy
     PRETRAIN=()  # train.py's defaults are the paper's
     FINETUNE=(config/finetune.py)
     FINETUNE_KEEP=1000  # config/finetune.py's: the paper evaluated every 1,000 steps and kept the best
@@ -142,6 +157,10 @@ MODEL=${MODEL:-smollm2}
 # An exercise's docstring must show >>> examples that its solution passes. SmolLM2-135M almost never writes
 # them (README, synth.py), so with the local teacher a docstring and a solution that runs will do.
 MIN_EXAMPLES=${MIN_EXAMPLES:-$([[ $API_BASE == "$LOCAL_TEACHER" ]] && echo 0 || echo 1)}
+# A weak teacher's parsed answers are one class (SmolLM2-135M: "high" or nothing), so the local one is scored and
+# its labels ranked (annotate.py); other teachers give the paper's parsed labels.
+ANNOTATE_METHOD=${ANNOTATE_METHOD:-$([[ $API_BASE == "$LOCAL_TEACHER" ]] && echo score || echo answer)}
+KEEP_TOKENS=${KEEP_TOKENS:-0.17}
 TEACHER=(--api-base "$API_BASE" --model "$MODEL")
 read -r -a specs <<< "${CODE_SOURCES:-}"
 SOURCES=()
@@ -204,7 +223,9 @@ need_teacher() {
         CMAKE_ARGS=${CMAKE_ARGS:--DLLAVA_BUILD=OFF} python -m pip install -q "llama-cpp-python[server]"
     fi
     echo "== starting the local teacher, SmolLM2-135M-Instruct on $LOCAL_TEACHER (log: $RUN/teacher.log)"
-    set -m; python llm.py serve --port 8080 > "$RUN/teacher.log" 2>&1 & TEACHER_PID=$!; set +m
+    local embeddings=()
+    if [[ $EMBED == teacher ]]; then embeddings=(--embeddings); fi
+    set -m; python llm.py serve --port 8080 "${embeddings[@]}" > "$RUN/teacher.log" 2>&1 & TEACHER_PID=$!; set +m
     for _ in $(seq 180); do
         teacher_up && return
         kill -0 "$TEACHER_PID" 2>/dev/null || { echo "run.sh: the teacher exited; see $RUN/teacher.log" >&2; exit 1; }
@@ -219,7 +240,8 @@ python report.py "$RUN" --settings scale="$SCALE" teacher="$MODEL@$API_BASE" cod
     n_annotate="$N_ANNOTATE" n_textbooks="$N_TEXTBOOKS" n_exercises="$N_EXERCISES" model="$PHI_MODEL" \
     block_size="$BLOCK_SIZE" batch="$BATCH" pretrain_iters="$PRETRAIN_ITERS" finetune_iters="$FINETUNE_ITERS" \
     finetune_block="$FINETUNE_BLOCK" finetune_batch="${FINETUNE_BATCH:-$BATCH}" \
-    gpus="$NPROC" eval_limit="$EVAL_LIMIT" arms="$ARMS"
+    gpus="$NPROC" eval_limit="$EVAL_LIMIT" arms="$ARMS" annotate_method="$ANNOTATE_METHOD" embed="$EMBED" \
+    keep_tokens="$KEEP_TOKENS"
 
 # make_bin OUT BLOCK [--source SPEC...]: prepare.py's token bins for one arm. train.py reads whole windows of
 # BLOCK + 1 tokens from train.bin and val.bin, so a set too small for VAL_FRACTION of it to fill one (the cpu
@@ -246,9 +268,13 @@ step raw make_bin "$RUN/raw" "$BLOCK_SIZE" "${SOURCES[@]}"
 for s in annotate textbooks exercises; do
     if wanted $s && ! done_ $s; then need_teacher; break; fi
 done
+if [[ $EMBED == teacher ]] && wanted filter && ! done_ filter; then need_teacher; fi  # the forest's features
+# annotate also asks about the test anchor files (anchors.py), and filter reports whether the teacher's score and
+# the forest's separate them (README, filter section: at cpu scale the teacher's does not), and the report says so.
 step annotate python filter.py annotate "${SOURCES[@]}" --n "$N_ANNOTATE" --max-chars "$ANNOTATE_CHARS" \
-    --out "$RUN/annotations.jsonl" "${TEACHER[@]}"
-step filter python filter.py train-and-keep "${SOURCES[@]}" --annotations "$RUN/annotations.jsonl" --out "$RUN/filter"
+    --method "$ANNOTATE_METHOD" --out "$RUN/annotations.jsonl" "${TEACHER[@]}"
+step filter python filter.py train-and-keep "${SOURCES[@]}" --annotations "$RUN/annotations.jsonl" --out "$RUN/filter" \
+    --embed "$EMBED" --keep-tokens "$KEEP_TOKENS" "${TEACHER[@]}"
 
 # Synthetic textbooks and exercises (paper 2.2), then decontaminated against the benchmarks (paper 5).
 # synthesize KIND N: synth.py, within SYNTH_MINUTES when that is set (the cpu scale's 30-minute promise). A weak

@@ -1,7 +1,7 @@
 """
 fake_llm.py: a loopback chat-completions server for tests, with faults on demand.
 
-It speaks just enough of the OpenAI protocol (POST /v1/chat/completions, GET /v1/models)
+It speaks just enough of the OpenAI protocol (POST /v1/chat/completions, /v1/embeddings, GET /v1/models)
 for llm.chat() and anything built on it, and it misbehaves the way real endpoints do,
 so that tests can prove a client survives rate limits, crashes, hangs and cut bodies.
 
@@ -12,7 +12,11 @@ so that tests can prove a client survives rate limits, crashes, hangs and cut bo
     stop(server)
 
 `respond(messages, request_count) -> str` writes the assistant's answer (request_count is
-1-based and counts every request, faulty ones included). `faults` says which requests
+1-based and counts every request, faulty ones included). It may return {"text": str, "top_logprobs":
+{token: logprob}} instead: a request with "logprobs": true then gets them for its first answer token, as
+llama.cpp and OpenAI send them (a plain str: "logprobs": null, an endpoint without them).
+`embed(texts) -> [vector, ...]` answers POST /v1/embeddings (404 without it). `reject` names request
+fields answered with HTTP 400 "Unrecognized request argument supplied: FIELD", as OpenAI does. `faults` says which requests
 misbehave: a dict {request_count: fault}, a list (fault of request 1, 2, ...), or a callable
 request_count -> fault or None. The faults:
 
@@ -77,8 +81,15 @@ class _Handler(BaseHTTPRequestHandler):
             n = server.count
             fault = _fault_for(server.faults, n)
             server.requests.append({"n": n, "fault": fault, "body": body, "time": time.time()})
+        if self.path.rstrip("/").endswith("/embeddings") and server.embed:
+            vectors = server.embed(body["input"])
+            return self._send(200, {"object": "list", "data": [{"object": "embedding", "index": i, "embedding": v}
+                                                                for i, v in enumerate(vectors)]})
         if not self.path.rstrip("/").endswith("/chat/completions"):
             return self._send(404, {"error": "not found"})
+        for field in server.reject:
+            if field in body:
+                return self._send(400, {"error": {"message": f"Unrecognized request argument supplied: {field}"}})
         if fault == "reset":
             # SO_LINGER with a zero timeout makes close() send RST: the client sees ECONNRESET.
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -94,14 +105,26 @@ class _Handler(BaseHTTPRequestHandler):
         if fault == "slow":
             time.sleep(server.slow_s)
         messages = body.get("messages") or []
-        text = server.respond(messages, n)
+        text, logprobs = server.respond(messages, n), None
+        if isinstance(text, dict):
+            top, text = text["top_logprobs"], text["text"]
+            if body.get("logprobs"):
+                first = max(top, key=top.get)
+                logprobs = {"content": [{"token": first, "logprob": top[first], "top_logprobs": [
+                    {"token": t, "logprob": lp} for t, lp in list(top.items())[:body.get("top_logprobs") or 0]]}]}
         prompt_words = sum(len(str(m.get("content", "")).split()) for m in messages)
         reply = {"id": f"fake-{n}", "object": "chat.completion", "model": body.get("model", "fake"),
-                 "choices": [{"index": 0, "finish_reason": "stop",
+                 "choices": [{"index": 0, "finish_reason": "stop", "logprobs": logprobs,
                               "message": {"role": "assistant", "content": text}}],
                  "usage": {"prompt_tokens": prompt_words, "completion_tokens": len(text.split()),
                            "total_tokens": prompt_words + len(text.split())}}
         data = json.dumps(reply).encode()
+        if body.get("stream"):  # server-sent events, as llama.cpp and OpenAI stream an answer
+            choice = reply["choices"][0]
+            chunks = [{"choices": [{"index": 0, "delta": {"role": "assistant"}, "logprobs": None}]},
+                      {"choices": [{"index": 0, "delta": {"content": text}, "logprobs": logprobs}]},
+                      {"choices": [{"index": 0, "delta": {}, "finish_reason": choice["finish_reason"]}]}]
+            data = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks).encode() + b"data: [DONE]\n\n"
         if fault == "truncated":
             return self._send(200, data[: len(data) // 2])
         if fault == "incomplete":
@@ -116,12 +139,12 @@ class _Handler(BaseHTTPRequestHandler):
             super().handle()
 
 
-def start(respond, faults=None, retry_after=0, slow_s=2.0):
+def start(respond, faults=None, retry_after=0, slow_s=2.0, embed=None, reject=()):
     """Serve on 127.0.0.1 at a free port in a daemon thread. Returns (base_url, server);
     server.requests records every request as {"n", "fault", "body", "time"}."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     server.daemon_threads = True  # a sleeping "slow" handler must not block shutdown
-    server.respond, server.faults = respond, faults
+    server.respond, server.faults, server.embed, server.reject = respond, faults, embed, reject
     server.retry_after, server.slow_s = retry_after, slow_s
     server.lock, server.count, server.requests = threading.Lock(), 0, []
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -134,9 +157,9 @@ def stop(server):
 
 
 @contextlib.contextmanager
-def fake_llm(respond, faults=None, retry_after=0, slow_s=2.0):
+def fake_llm(respond, faults=None, retry_after=0, slow_s=2.0, embed=None, reject=()):
     """`with fake_llm(respond, faults) as (base_url, server): ...` stops the server afterwards."""
-    base_url, server = start(respond, faults, retry_after, slow_s)
+    base_url, server = start(respond, faults, retry_after, slow_s, embed, reject)
     try:
         yield base_url, server
     finally:
