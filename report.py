@@ -238,7 +238,12 @@ def section_ablation(run, done):
     """The arms compared (ablation.py): the table, the chart, and a sentence per comparison."""
     arms = arms_of(run)
     results = {a: {t: r for t in TASKS if (r := eval_report(run, a, t))} for a in arms}
-    return ablation.section(run, arms, {a: r for a, r in results.items() if r}, {a: tokens_seen(run, a) for a in arms})
+    lines = ablation.section(run, arms, {a: r for a, r in results.items() if r}, {a: tokens_seen(run, a) for a in arms})
+    metrics, _ = forest_metrics(run)
+    if metrics and metrics.get("verdict") and {"filtered", "base", "phi1"} & set(arms):
+        # what the filter behind filtered and base is worth, so that no one reads more into those arms than it allows
+        lines[-1:-1] = [f"- The filter behind the filtered and base arms: {metrics['verdict'][-1]} (Forest section)"]
+    return lines
 
 
 def section_funnel(run, done):
