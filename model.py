@@ -234,13 +234,13 @@ class Phi(nn.Module):
         return x
 
     def forward(self, idx, targets=None):
-        """logits (B, T, vocab) and the mean cross-entropy over targets != -1 (None without targets)."""
+        """The logits (B, T, vocab); or, given targets, only the mean cross-entropy over targets != -1.
+        Training never gets the logits back, so they need not live on through the backward."""
         pos = torch.arange(idx.shape[1], device=idx.device)[None]
-        logits = self.lm_head(self.model.final_layernorm(self._blocks(idx, pos)))
+        h = self.model.final_layernorm(self._blocks(idx, pos))
         if targets is None:
-            return logits, None
-        loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-1)
-        return logits, loss
+            return self.lm_head(h)
+        return F.cross_entropy(self.lm_head(h).flatten(0, 1).float(), targets.flatten(), ignore_index=-1)
 
     def features(self, idx, attention_mask=None):
         """Final-LayerNorm hidden states (B, T, n_embd); padded positions (mask False) are neither

@@ -276,7 +276,7 @@ def estimate_loss(model, paths, cfg, rank, world_size, device, autocast):
         for micro in np.split(starts, cfg.eval_iters):
             x, y = get_batch(paths[split], micro, cfg.block_size, device)
             with autocast:
-                total += model(x, y)[1].float()
+                total += model(x, y).float()
         out[f"{split}_loss"] = all_ranks_mean(total / cfg.eval_iters, world_size)
     model.train()
     return out
@@ -362,7 +362,7 @@ def train_step(model, optimizer, scaler, batches, accum, grad_clip, autocast):
         sync = micro == accum - 1 or not isinstance(model, DDP)
         with contextlib.nullcontext() if sync else model.no_sync():
             with autocast:
-                _, loss = model(x, y)
+                loss = model(x, y)
             # dividing by accum makes the summed gradients those of the mean loss over the whole batch
             scaler.scale(loss / accum).backward()
         total += loss.detach()

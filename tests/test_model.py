@@ -41,7 +41,7 @@ def test_hf_save_then_our_from_pretrained(tmp_path):
     idx = _ids()
     with torch.no_grad():
         ref = hf(idx).logits
-        got, _ = ours(idx)
+        got = ours(idx)
     assert torch.allclose(got, ref, atol=1e-4, rtol=0), (got - ref).abs().max()
 
 
@@ -52,7 +52,7 @@ def test_our_save_pretrained_then_hf_load(tmp_path):
     hf = transformers.PhiForCausalLM.from_pretrained(tmp_path).eval()
     idx = _ids()
     with torch.no_grad():
-        ref, _ = ours(idx)
+        ref = ours(idx)
         got = hf(idx).logits
     assert torch.allclose(got, ref, atol=1e-4, rtol=0), (got - ref).abs().max()
 
@@ -92,7 +92,7 @@ def test_loss_ignores_minus_one():
     idx = _ids(2, 16)
     targets = idx.roll(-1, 1)
     targets[:, -4:] = -1
-    logits, loss = model(idx, targets)
+    logits, loss = model(idx), model(idx, targets)
     ref = torch.nn.functional.cross_entropy(logits[:, :-4].flatten(0, 1), targets[:, :-4].flatten())
     assert torch.allclose(loss, ref)
 
@@ -105,7 +105,7 @@ def test_greedy_kv_cache_equals_argmax_without_cache():
     ref = idx
     with torch.no_grad():
         for _ in range(24):
-            logits, _ = model(ref)
+            logits = model(ref)
             ref = torch.cat([ref, logits[:, -1, :N_VOCAB].argmax(-1, keepdim=True)], dim=1)
     assert out.shape == (3, 44)
     assert torch.equal(out, ref)
@@ -160,7 +160,7 @@ def test_load_model_from_training_checkpoint(tmp_path):
     torch.save({"model": model.state_dict(), "model_config": dataclasses.asdict(model.config)}, tmp_path / "ckpt.pt")
     loaded = load_model(tmp_path)
     idx = _ids(1, 8)
-    assert torch.equal(loaded(idx)[0], model.eval()(idx)[0])
+    assert torch.equal(loaded(idx), model.eval()(idx))
 
 
 def test_triton_attention_path_matches_sdpa():
@@ -173,7 +173,7 @@ def test_triton_attention_path_matches_sdpa():
     idx = _ids(2, 24)
     losses = []
     for m in (ref, ker):
-        _, loss = m(idx, idx.roll(-1, 1))
+        loss = m(idx, idx.roll(-1, 1))
         loss.backward()
         losses.append(loss)
     assert torch.allclose(losses[0], losses[1], atol=1e-5)
