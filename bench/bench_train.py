@@ -48,14 +48,15 @@ def bench(name, dtype, attention, args, device):
     optimizer = train.configure_optimizer(model, cfg, device)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == "float16")
     autocast = torch.autocast(device.type, dtype=train.DTYPES[dtype], enabled=dtype != "float32")
-    step_model = torch.compile(model) if args.compile else model
+    if args.compile:
+        train.compile_blocks(model)  # as train.py compiles
     xy = torch.randint(0, 50295, (args.accum, args.micro_batch, args.seq + 1), device=device)
     batches = [(b[:, :-1], b[:, 1:]) for b in xy]
     times = []
     for _ in range(args.warmup + args.steps):
         sync(device)
         t0 = time.perf_counter()
-        train.train_step(step_model, optimizer, scaler, iter(batches), args.accum, cfg.grad_clip, autocast)
+        train.train_step(model, optimizer, scaler, iter(batches), args.accum, cfg.grad_clip, autocast)
         sync(device)
         times.append(time.perf_counter() - t0)
     tokens_per_sec = args.accum * args.micro_batch * args.seq / statistics.median(times[args.warmup:])
