@@ -85,7 +85,7 @@ eval_interval = 1000             # estimate train and val loss every this many s
 eval_iters = 160                 # micro-batches per split in each estimate, all ranks together (8 ranks: 20 each)
 log_interval = 10                # print and append to log.jsonl every this many steps
 save_interval = 1000             # overwrite out_dir/ckpt.pt every this many steps (and always at the end)
-keep_every = 4000                # also keep ckpt_{iter}.pt every this many steps (paper picks among them); 0 = never
+keep_every = 4000                # also keep ckpt_{iter}.pt every this many steps (a multiple of save_interval); 0 = never
 peak_flops = 0.0                 # one GPU's peak 16-bit FLOP/s for MFU; 0 = look its name up in PEAK_FLOPS
 seed = 1337                      # seeds initialization, data order and dropout
 DEFAULTS = {k: v for k, v in globals().items() if not k.startswith("_") and type(v) in (bool, int, float, str)}

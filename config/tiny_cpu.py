@@ -4,8 +4,8 @@
     python train.py config/tiny_cpu.py
     torchrun --standalone --nproc_per_node=2 train.py config/tiny_cpu.py   # the same, as DDP on gloo
 
-300 steps of 16 x 128 tokens (0.6M tokens). The tiny model's cost is mostly its 51,200-way output layer:
-its three matrix products take 42% of a step (README, Training).
+300 steps of 16 x 128 tokens (0.6M tokens). The 51,200-way output layer is about two fifths of a step's
+CPU time (README, Training).
 """
 data_dir = "data/stdlib"
 out_dir = "out/tiny"
