@@ -211,7 +211,8 @@ def die_with_launcher():
     session of its own, so when torchrun itself is killed (SIGKILL, the OOM killer, a lost session) nothing
     else stops the workers: they would train on unsupervised, into the same out_dir. SIGKILL, not SIGTERM:
     with a rank perhaps gone, the collective a checkpoint needs could hang; the last checkpoint stands."""
-    if sys.platform != "linux":
+    # torchrun's workers only: another launcher (a script that starts the ranks) may rightly exit first
+    if sys.platform != "linux" or "TORCHELASTIC_RUN_ID" not in os.environ:
         return
     parent = os.getppid()
     PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
