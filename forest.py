@@ -8,7 +8,7 @@ forest.py: a random forest classifier in NumPy (Breiman, 2001), the one filter.p
     forest.save("forest.npz"); forest = RandomForest.load("forest.npz")
 
     python -m pytest -q tests/test_filter.py    # checked against brute force and scikit-learn
-    python bench_forest.py                      # side by side with scikit-learn's RandomForestClassifier
+    python bench/bench_forest.py                # side by side with scikit-learn's RandomForestClassifier
 
 The model is the textbook one: each tree fits a bootstrap sample (n draws with replacement), each node
 takes the split with the lowest weighted Gini impurity among a fresh random subset of max_features

@@ -164,6 +164,74 @@ class Block(nn.Module):
         return x + a + self.resid_dropout(self.mlp(h))
 
 
+# ----------------------------------------------------------------------------
+# The loss: lm_head and cross-entropy a chunk of tokens at a time, never all the logits at once.
+# phi-1 at micro-batch 8 has 16,384 x 51,200 logits: 1.7 GB in fp16, 3.4 GB more for the fp32 copy that
+# cross-entropy wants, and as much again for their gradient. Chunk by chunk, only one chunk's logits exist.
+
+def linear_cross_entropy(h, weight, bias, targets, chunk=1024):
+    """F.cross_entropy(F.linear(h, weight, bias).float(), targets, ignore_index=-1), computed `chunk` rows
+    at a time. h (N, C), targets (N). Under autocast the matmuls run in its dtype, as F.linear's would."""
+    device = h.device.type
+    if torch.is_autocast_enabled(device):
+        dtype = torch.get_autocast_dtype(device)
+        h, weight, bias = h.to(dtype), weight.to(dtype), bias.to(dtype)
+    with torch.autocast(device, enabled=False):
+        if torch.is_grad_enabled() and (h.requires_grad or weight.requires_grad or bias.requires_grad):
+            return _LinearCrossEntropy.apply(h, weight, bias, targets, chunk)
+        loss_sum, n = _chunked_cross_entropy(h, weight, bias, targets, chunk, grads=False)[:2]
+        return loss_sum / n
+
+
+class _LinearCrossEntropy(torch.autograd.Function):
+    """The gradients are computed in the forward, while each chunk's logits are at hand (as Liger-Kernel's
+    fused linear cross-entropy does): no logits are kept for the backward and none are computed twice.
+    The backward only scales them by the incoming gradient (the fp16 loss scale / accumulation steps)."""
+
+    @staticmethod
+    def forward(ctx, h, weight, bias, targets, chunk):
+        loss_sum, n, dh, dw, db = _chunked_cross_entropy(h, weight, bias, targets, chunk, grads=True)
+        ctx.save_for_backward(dh, dw, db, n)
+        ctx.dtypes = weight.dtype, bias.dtype
+        return loss_sum / n
+
+    @staticmethod
+    def backward(ctx, grad):
+        dh, dw, db, n = ctx.saved_tensors
+        scale = grad.float() / n  # d(mean)/d(sum), in fp32: the fp16 loss scale can be large
+        return ((dh.float() * scale).to(dh.dtype), (dw * scale).to(ctx.dtypes[0]), (db * scale).to(ctx.dtypes[1]),
+                None, None)
+
+
+def _chunked_cross_entropy(h, weight, bias, targets, chunk, grads):
+    """(summed loss, number of targets != -1) and, if grads, the gradients of the summed loss with respect to
+    h (in h's dtype), weight and bias (fp32 sums over the chunks). Logits come out of the matmul in h's dtype
+    and are then taken to fp32 for the softmax, as F.cross_entropy(logits.float()) does."""
+    valid = targets != -1
+    loss_sum = torch.zeros((), device=h.device)
+    dh = torch.empty_like(h) if grads else None
+    dw = torch.zeros(weight.shape, device=h.device) if grads else None
+    db = torch.zeros(bias.shape, device=h.device) if grads else None
+    for start in range(0, h.shape[0], chunk):
+        rows = slice(start, start + chunk)
+        t, keep = targets[rows].clamp(min=0)[:, None], valid[rows][:, None]
+        z = F.linear(h[rows], weight, bias).float()   # (chunk, V) logits
+        z_target, z_max = z.gather(1, t), z.amax(dim=1, keepdim=True)
+        e = z.sub_(z_max).exp_()                      # in place: z's memory is reused, one pass
+        total = e.sum(dim=1, keepdim=True)
+        loss_sum = loss_sum + ((z_max + total.log() - z_target) * keep).sum()  # -log softmax(z)[target]
+        if grads:
+            # d loss / d z = softmax(z) - onehot(target), zero for ignored targets
+            g = e.mul_(keep / total).scatter_add_(1, t, -keep.float())
+            db += g.sum(0)
+            g = g.to(h.dtype)
+            dh[rows] = g @ weight
+            # In fp16 a chunk's dw sums |g| <= 1 times h over at most `chunk` tokens: it overflows only if one
+            # token is the target of most of a chunk's rows, where h is above 64; GradScaler then skips the step.
+            dw += (g.t() @ h[rows]).float()
+    return loss_sum, valid.sum(), dh, dw, db
+
+
 class KVCache:
     """Keys and values of one layer, preallocated for the whole generation: (B, H, T_max, D).
     Decoding then costs one token's work per step instead of re-running the whole prefix."""
@@ -229,21 +297,21 @@ class Phi(nn.Module):
         for i, block in enumerate(self.model.layers):
             cache = caches[i] if caches else None
             if self.config.gradient_checkpointing and self.training:
-                # recompute activations in backward instead of storing them: ~1/3 more compute,
-                # far less memory (what fits phi-1 on 40 GB cards)
+                # recompute activations in backward instead of storing them: ~1/3 more compute, far
+                # less memory (phi-1 at micro-batch 8: ~56 -> ~30 GiB, bench/memory.py)
                 x = checkpoint(block, x, cos, sin, mask, cache, use_reentrant=False)
             else:
                 x = block(x, cos, sin, mask, cache)
         return x
 
     def forward(self, idx, targets=None):
-        """logits (B, T, vocab) and the mean cross-entropy over targets != -1 (None without targets)."""
+        """The logits (B, T, vocab); or, given targets, only the mean cross-entropy over targets != -1.
+        Training never gets the logits back, so they need not live on through the backward."""
         pos = torch.arange(idx.shape[1], device=idx.device)[None]
-        logits = self.lm_head(self.model.final_layernorm(self._blocks(idx, pos)))
+        h = self.model.final_layernorm(self._blocks(idx, pos))
         if targets is None:
-            return logits, None
-        loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-1)
-        return logits, loss
+            return self.lm_head(h)
+        return linear_cross_entropy(h.flatten(0, 1), self.lm_head.weight, self.lm_head.bias, targets.flatten())
 
     def features(self, idx, attention_mask=None):
         """Final-LayerNorm hidden states (B, T, n_embd); padded positions (mask False) are neither

@@ -21,7 +21,8 @@ weight decay 0.1, attention and residual dropout 0.1, fp16 with dynamic loss sca
     python train.py config/tiny_cpu.py
     torchrun --standalone --nproc_per_node=2 train.py config/tiny_cpu.py
 
-    # continue after a crash, a kill or Ctrl-C: the same command plus init_from=resume, bit-exact
+    # continue after a crash, a kill, Ctrl-C or a SIGTERM (which saves the step in flight first): the same
+    # command plus init_from=resume, the same run step for step (bit-exact on a CPU; README: on a GPU)
     torchrun --nproc_per_node=8 train.py --init_from=resume
 
 Settings: `python train.py [config/FILE.py ...] [--key=value ...]`, later ones win; `--help` lists the keys.
@@ -31,11 +32,16 @@ object per logged step and per evaluation) and loss.svg. Only rank 0 prints and 
 
 import ast
 import contextlib
+import ctypes
 import dataclasses
+import functools
+import hashlib
 import json
 import math
 import os
 import re
+import resource
+import signal
 import sys
 import time
 import types
@@ -59,7 +65,7 @@ model = "phi-1"                  # model preset when init_from=scratch: phi-1 | 
 block_size = 2048                # tokens per training sequence (paper: 2048)
 dropout = 0.1                    # attention and residual dropout (paper: 0.1)
 attention = "auto"               # auto (our Triton kernel on CUDA, SDPA elsewhere) | triton | sdpa
-gradient_checkpointing = False   # recompute activations in backward: ~1/3 more compute, fits phi-1 on 40 GB cards
+gradient_checkpointing = False   # recompute blocks in backward: ~1/3 more compute; phi-1, micro-batch 8: ~30 GiB, not ~56
 batch_size = 1024                # sequences per optimizer step, all ranks together (paper: 1024)
 micro_batch_size = 8             # sequences per forward/backward on one rank; gradient accumulation makes up the rest
 max_iters = 36000                # optimizer steps (paper: 36,000; phi-1-base is the checkpoint at 24,000)
@@ -74,12 +80,12 @@ eps = 1e-7                       # AdamW epsilon
 grad_clip = 1.0                  # clip the global gradient norm to this (after fp16 unscaling); 0 = no clipping
 dtype = "float16"                # float16 (paper: fp16 with dynamic loss scaling) | bfloat16 | float32
 device = "auto"                  # auto (cuda when present, else cpu) | cuda | cpu
-compile = True                   # torch.compile the model
+compile = True                   # torch.compile each block (one compilation serves all of them)
 eval_interval = 1000             # estimate train and val loss every this many steps (and at the end); 0 = never
-eval_iters = 20                  # micro-batches per rank and split in each estimate
+eval_iters = 160                 # micro-batches per split in each estimate, all ranks together (8 ranks: 20 each)
 log_interval = 10                # print and append to log.jsonl every this many steps
 save_interval = 1000             # overwrite out_dir/ckpt.pt every this many steps (and always at the end)
-keep_every = 4000                # also keep ckpt_{iter}.pt every this many steps (paper picks among them); 0 = never
+keep_every = 4000                # also keep ckpt_{iter}.pt every this many steps (a multiple of save_interval); 0 = never
 peak_flops = 0.0                 # one GPU's peak 16-bit FLOP/s for MFU; 0 = look its name up in PEAK_FLOPS
 seed = 1337                      # seeds initialization, data order and dropout
 DEFAULTS = {k: v for k, v in globals().items() if not k.startswith("_") and type(v) in (bool, int, float, str)}
@@ -169,6 +175,9 @@ def check_config(cfg, world_size):
             fail(f"{key} must be positive, got {getattr(cfg, key)}")
     if cfg.seed < 0:
         fail(f"seed must be >= 0, got {cfg.seed}")
+    if cfg.keep_every and (not cfg.save_interval or cfg.keep_every % cfg.save_interval):
+        fail(f"keep_every {cfg.keep_every} must be a multiple of save_interval {cfg.save_interval}: "
+             "a checkpoint is only kept at a step where one is saved")
     per_step = cfg.micro_batch_size * world_size
     if cfg.batch_size % per_step:
         fail(f"batch_size {cfg.batch_size} is not a multiple of micro_batch_size {cfg.micro_batch_size} "
@@ -189,11 +198,27 @@ def setup_device(cfg):
         fail("device cuda asked for, but torch sees no GPU")
     if "RANK" not in os.environ:
         return 0, 1, torch.device(name)
+    die_with_launcher()
     if name.startswith("cuda"):
         name = f"cuda:{os.environ['LOCAL_RANK']}"
         torch.cuda.set_device(name)
     dist.init_process_group("nccl" if name.startswith("cuda") else "gloo")
     return dist.get_rank(), dist.get_world_size(), torch.device(name)
+
+
+def die_with_launcher():
+    """Have Linux SIGKILL this worker when its parent, torchrun, dies. torchrun starts every worker in a
+    session of its own, so when torchrun itself is killed (SIGKILL, the OOM killer, a lost session) nothing
+    else stops the workers: they would train on unsupervised, into the same out_dir. SIGKILL, not SIGTERM:
+    with a rank perhaps gone, the collective a checkpoint needs could hang; the last checkpoint stands."""
+    # torchrun's workers only: another launcher (a script that starts the ranks) may rightly exit first
+    if sys.platform != "linux" or "TORCHELASTIC_RUN_ID" not in os.environ:
+        return
+    parent = os.getppid()
+    PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the launcher died before the request was in place
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 # -----------------------------------------------------------------------------
@@ -234,11 +259,57 @@ def check_vocab(paths, data_dir, vocab_size):
             fail(f"data/vocab mismatch: {path} holds token id {top}, the model's vocab_size is {vocab_size}")
 
 
-def window_starts(n_tokens, block_size, count, seed_words):
-    """`count` window starts, drawn by a generator seeded by seed_words alone. The same words give the
-    same windows whatever ran before: this is what lets a resumed run see exactly the data the
-    uninterrupted run would have seen."""
-    return np.random.default_rng(seed_words).integers(0, n_tokens - block_size, size=count)
+def data_fingerprint(paths, data_dir):
+    """What a resume checks to be reading the bins it trained on: each bin's token count and a hash of
+    meta.json and of 64 slices of 4 KiB spread evenly over each bin (a few hundred KiB read, whatever the
+    size). The data order follows from the token counts, and prepare.py writes meta.json last, with the
+    sources, the command and the counts: a new prepare.py run over other data changes the counts or
+    meta.json, and an edit in place of a bin shows in the slices unless it is small and falls between them."""
+    digest = hashlib.sha256(open(os.path.join(data_dir, "meta.json"), "rb").read())
+    tokens = {}
+    for split, path in paths.items():
+        size = os.path.getsize(path)
+        tokens[split] = size // 2
+        with open(path, "rb") as f:
+            for offset in np.linspace(0, max(size - 4096, 0), 64).astype(np.int64) // 2 * 2:
+                f.seek(int(offset))
+                digest.update(f.read(4096))
+    return {"tokens": tokens, "sha256": digest.hexdigest()}
+
+
+def check_same_data(ckpt, now, cfg):
+    """Refuse to resume on other bins than the checkpoint's: the rest of the run would read another order."""
+    then = ckpt.get("data")
+    if then is None or now == then:  # checkpoints from before fingerprints cannot be checked
+        return
+    sizes = ", ".join(f"{split}.bin {then['tokens'][split]:,} -> {now['tokens'][split]:,} tokens" for split in now["tokens"])
+    fail(f"the data in {cfg.data_dir} is not what {cfg.out_dir}/ckpt.pt was trained on ({sizes}; contents differ); "
+         "resume on the same bins, or start from its weights with --init_from=<checkpoint>")
+
+
+def n_windows(path, block_size):
+    """How many whole windows of block_size + 1 tokens (inputs and the next-token targets) start at
+    multiples of block_size in a bin: the training examples of one epoch."""
+    return (os.path.getsize(path) // 2 - 1) // block_size
+
+
+@functools.lru_cache(maxsize=2)
+def epoch_order(n, seed, epoch):
+    """Epoch `epoch`'s order of the n windows: a permutation seeded by (seed, epoch) alone."""
+    return np.random.default_rng([seed, 0, epoch]).permutation(n)
+
+
+def window_starts(n, block_size, seed, first, count):
+    """Starts of windows first .. first + count - 1 of the endless sequence that reads every window once
+    in epoch 0's order, then once in epoch 1's, and so on. A step's windows follow from its number alone,
+    so a resumed run reads exactly what the uninterrupted run would have, and a small set simply wraps
+    into its next epoch (several per step if need be)."""
+    epochs, positions = np.divmod(np.arange(first, first + count), n)
+    starts = np.empty(count, dtype=np.int64)
+    for epoch in np.unique(epochs):
+        here = epochs == epoch
+        starts[here] = epoch_order(n, seed, int(epoch))[positions[here]] * block_size
+    return starts
 
 
 def get_batch(path, starts, block_size, device):
@@ -252,34 +323,54 @@ def get_batch(path, starts, block_size, device):
 
 
 def step_batches(path, cfg, step, rank, world_size, device):
-    """This rank's micro-batches for optimizer step `step`. All batch_size windows of a step are drawn
-    from (seed, step) alone and rank r takes the r-th slice, so every rank reads different data and
-    the data does not even depend on the number of ranks."""
-    n_tokens = os.path.getsize(path) // 2
-    starts = window_starts(n_tokens, cfg.block_size, cfg.batch_size, [cfg.seed, 0, step])
+    """This rank's micro-batches for optimizer step `step`: the step's batch_size windows are the next
+    ones of the epoch sequence, and rank r takes the r-th slice. So every rank reads different data, and
+    which windows a step reads does not depend on the number of ranks."""
+    n = n_windows(path, cfg.block_size)
+    starts = window_starts(n, cfg.block_size, cfg.seed, step * cfg.batch_size, cfg.batch_size)
     mine = np.split(starts, world_size)[rank]
     for micro in np.split(mine, len(mine) // cfg.micro_batch_size):
         yield get_batch(path, micro, cfg.block_size, device)
 
 
+def eval_windows(path, cfg, tag):
+    """The evaluation sample of a split: eval_iters micro-batches of distinct windows (all of them if the
+    split holds fewer), drawn once from (seed, split) alone. The same windows at every evaluation, so the
+    curve shows the model changing rather than the sample, and the same for any number of ranks."""
+    n = n_windows(path, cfg.block_size)
+    picked = np.random.default_rng([cfg.seed, 1, tag]).permutation(n)[:cfg.eval_iters * cfg.micro_batch_size]
+    return np.sort(picked) * cfg.block_size
+
+
 @torch.no_grad()
 def estimate_loss(model, paths, cfg, rank, world_size, device, autocast):
-    """Mean loss of each split over fixed windows (the same ones every time, so the curve shows the
-    model changing, not the sample), averaged over ranks. Dropout is off."""
+    """Mean loss of each split over its evaluation sample, whose micro-batches are dealt out to the
+    ranks in turn. Dropout is off."""
     model.eval()
     out = {}
     for tag, split in enumerate(("train", "val")):
-        n_tokens = os.path.getsize(paths[split]) // 2
-        starts = window_starts(n_tokens, cfg.block_size, cfg.eval_iters * cfg.micro_batch_size,
-                               [cfg.seed, 1, tag, rank])
-        total = torch.zeros((), device=device)
-        for micro in np.split(starts, cfg.eval_iters):
+        starts = eval_windows(paths[split], cfg, tag)
+        micros = [starts[i:i + cfg.micro_batch_size] for i in range(0, len(starts), cfg.micro_batch_size)]
+        total = torch.zeros(2, device=device)  # summed window losses, windows
+        for micro in micros[rank::world_size]:
             x, y = get_batch(paths[split], micro, cfg.block_size, device)
             with autocast:
-                total += model(x, y)[1].float()
-        out[f"{split}_loss"] = all_ranks_mean(total / cfg.eval_iters, world_size)
+                total[0] += model(x, y).float() * len(micro)
+            total[1] += len(micro)
+        if world_size > 1:
+            dist.all_reduce(total)
+        out[f"{split}_loss"] = (total[0] / total[1]).item()
     model.train()
     return out
+
+
+def any_rank(flag, world_size, device):
+    """True on every rank when flag is True on at least one."""
+    if world_size == 1:
+        return flag
+    t = torch.tensor(float(flag), device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
 
 
 def all_ranks_mean(t, world_size):
@@ -326,6 +417,15 @@ def build_model(cfg, device):
     return model, (ckpt if cfg.init_from == "resume" else None)
 
 
+def compile_blocks(model):
+    """torch.compile each block ("regional compilation"). The blocks are alike, so one compilation serves all
+    of them: phi-1 compiles one block, not a graph of 24 (on this CPU the 4-block tiny model's first step took
+    0.58x the time of compiling the whole model, at the same speed after). Each block's backward also hands
+    DDP its gradients as they are ready, as eager does. The embedding and the chunked loss stay eager."""
+    for block in model.model.layers:
+        block.compile()
+
+
 def configure_optimizer(model, cfg, device):
     """AdamW with weight decay on the weight matrices only (every 2-D parameter: the linear layers'
     weights, the embedding and lm_head), none on biases and LayerNorm gains/shifts. The paper says
@@ -362,7 +462,7 @@ def train_step(model, optimizer, scaler, batches, accum, grad_clip, autocast):
         sync = micro == accum - 1 or not isinstance(model, DDP)
         with contextlib.nullcontext() if sync else model.no_sync():
             with autocast:
-                _, loss = model(x, y)
+                loss = model(x, y)
             # dividing by accum makes the summed gradients those of the mean loss over the whole batch
             scaler.scale(loss / accum).backward()
         total += loss.detach()
@@ -487,7 +587,18 @@ def peak_flops_per_gpu(device, override=0.0):
     return peak_flops_of(torch.cuda.get_device_name(device))
 
 
-def describe(cfg, model, world_size, accum, peak, start_iter):
+def peak_memory(device):
+    """This process's peak memory so far, in GiB. On a GPU the CUDA allocator's: the tensors at their
+    largest (max allocated), and what it held from the card, its cache included (max reserved; the figure
+    to compare with the card). On a CPU the peak resident set, Python and libraries included."""
+    if device.type == "cuda":
+        return {"cuda_max_allocated_gib": torch.cuda.max_memory_allocated(device) / 2**30,
+                "cuda_max_reserved_gib": torch.cuda.max_memory_reserved(device) / 2**30}
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return {"max_rss_gib": rss * (1 if sys.platform == "darwin" else 1024) / 2**30}
+
+
+def describe(cfg, model, world_size, accum, peak, start_iter, windows):
     """The figures that follow from the settings, printed before training starts."""
     tokens_per_step = cfg.batch_size * cfg.block_size
     fpt = model.flops_per_token(cfg.block_size)
@@ -500,6 +611,7 @@ def describe(cfg, model, world_size, accum, peak, start_iter):
         f"= {world_size} ranks x {cfg.micro_batch_size} micro-batch x {accum} accumulation steps",
         f"compute: {fpt / 1e9:.2f} GFLOPs per token (6N + 12*L*d*T), {fpt * tokens_per_step:.3g} per step",
         f"steps {start_iter} -> {cfg.max_iters}: {total_tokens / 1e9:.3g}B tokens, {fpt * total_tokens:.3g} FLOPs",
+        f"data: train.bin holds {windows:,} windows; the run reads {cfg.max_iters * cfg.batch_size / windows:.3g} epochs",
     ]
     if peak:
         hours = fpt * total_tokens / (0.5 * peak * world_size) / 3600
@@ -515,10 +627,12 @@ def main():
     paths = find_data(cfg)
     rank, world_size, device = setup_device(cfg)
     try:
-        train(cfg, paths, accum, rank, world_size, device)
+        stopped = train(cfg, paths, accum, rank, world_size, device)
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+    if stopped:
+        sys.exit(128 + signal.SIGTERM)  # the status of a process that SIGTERM ended: this run is not finished
 
 
 def resume(ckpt, optimizer, scaler, cfg, say):
@@ -554,6 +668,9 @@ def train(cfg, paths, accum, rank, world_size, device):
     torch.manual_seed(cfg.seed)  # the same initialization on every rank (DDP broadcasts rank 0's anyway)
     raw_model, ckpt = build_model(cfg, device)
     check_vocab(paths, cfg.data_dir, raw_model.config.vocab_size)
+    fingerprint = data_fingerprint(paths, cfg.data_dir)
+    if ckpt:
+        check_same_data(ckpt, fingerprint, cfg)
     optimizer = configure_optimizer(raw_model, cfg, device)
     # dynamic loss scaling (fp16 only): multiply the loss so small gradients survive in fp16; when
     # gradients overflow, skip the step and halve the scale; double it after 2000 clean steps
@@ -561,16 +678,20 @@ def train(cfg, paths, accum, rank, world_size, device):
     autocast = torch.autocast(device.type, dtype=DTYPES[cfg.dtype], enabled=cfg.dtype != "float32")
     start_iter = resume(ckpt, optimizer, scaler, cfg, say) if ckpt else 0
     peak = peak_flops_per_gpu(device, cfg.peak_flops)
-    say(describe(cfg, raw_model, world_size, accum, peak, start_iter))
+    windows = n_windows(paths["train"], cfg.block_size)
+    say(describe(cfg, raw_model, world_size, accum, peak, start_iter, windows))
     if cfg.warmup_iters >= (cfg.lr_decay_iters or cfg.max_iters):
         say(f"note: warmup_iters {cfg.warmup_iters} >= the {cfg.lr_decay_iters or cfg.max_iters} steps of the "
             f"schedule: the learning rate never reaches {cfg.learning_rate}")
     if start_iter >= cfg.max_iters:
         return say(f"nothing to do: the checkpoint is at step {start_iter}, max_iters is {cfg.max_iters}")
 
-    model = eval_model = torch.compile(raw_model) if cfg.compile else raw_model
+    if cfg.compile:
+        compile_blocks(raw_model)
+    model = eval_model = raw_model
     if world_size > 1:
-        model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+        # the gradients are views into DDP's all-reduce buckets: no second copy of them (5.7 GB for phi-1)
+        model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None, gradient_as_bucket_view=True)
     if ckpt is None:
         torch.manual_seed(cfg.seed + 1 + rank)  # from here on each rank draws its own dropout masks
     elif not restore_rng(ckpt, rank, world_size, cfg.seed):
@@ -591,6 +712,8 @@ def train(cfg, paths, accum, rank, world_size, device):
         record({"iter": 0, **estimate_loss(eval_model, paths, cfg, rank, world_size, device, autocast)})
     flops_per_step = raw_model.flops_per_token(cfg.block_size) * cfg.batch_size * cfg.block_size
     bar = tqdm(total=cfg.max_iters, initial=start_iter, disable=not master, unit="step", dynamic_ncols=True)
+    stop = []  # a SIGTERM (preemption, scancel, torchrun passing one on) lands here: save and stop after this step
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.append(signum))
     t_last, it_last = time.time(), start_iter
     for it in range(start_iter + 1, cfg.max_iters + 1):  # `it` counts the steps done once this one is
         lr = lr_at(it - 1, cfg)
@@ -605,15 +728,17 @@ def train(cfg, paths, accum, rank, world_size, device):
             loss = all_ranks_mean(loss, world_size)  # .item() waits for the GPU, so the clock is honest
             dt = (time.time() - t_last) / (it - it_last)  # seconds per step since the last log
             mfu = flops_per_step / dt / (peak * world_size) if peak else None
+            memory = peak_memory(device)
             entry = {"iter": it, "loss": finite(loss), "lr": lr, "grad_norm": finite(norm),
-                     "tokens_per_sec": cfg.batch_size * cfg.block_size / dt, "mfu": mfu}
+                     "tokens_per_sec": cfg.batch_size * cfg.block_size / dt, "mfu": mfu,
+                     "epoch": it * cfg.batch_size / windows, **memory}
             if scaler.is_enabled():
                 entry["scale"] = scaler.get_scale()
             record(entry)
             bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
             say(f"step {it}/{cfg.max_iters} | loss {loss:.4f} | lr {lr:.3g} | grad norm {float(norm):.3g} | "
                 f"{entry['tokens_per_sec']:,.0f} tok/s" + (f" | mfu {mfu:.1%}" if mfu else "") +
-                f" | eta {duration(dt * (cfg.max_iters - it))}")
+                f" | peak mem {next(iter(memory.values())):.2f} GiB | eta {duration(dt * (cfg.max_iters - it))}")
             t_last, it_last = time.time(), it
 
         if cfg.eval_interval and (it % cfg.eval_interval == 0 or last):
@@ -624,21 +749,28 @@ def train(cfg, paths, accum, rank, world_size, device):
                 plot_losses(log_path, svg_path)
             t_last, it_last = time.time(), it  # evaluation time is no training time
 
-        if (cfg.save_interval and it % cfg.save_interval == 0) or last:
+        stopping = any_rank(bool(stop), world_size, device)  # the signal may reach the ranks at different steps
+        if (cfg.save_interval and it % cfg.save_interval == 0) or last or stopping:
             rngs = rng_states(world_size)  # a collective: every rank takes part, rank 0 writes
             if master:
                 save_checkpoint(ckpt_path, {
                     "model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
                     "scaler": scaler.state_dict(), "iter": it, "config": vars(cfg),
-                    "model_config": dataclasses.asdict(raw_model.config), "rng": rngs})
+                    "model_config": dataclasses.asdict(raw_model.config), "rng": rngs, "data": fingerprint})
                 if cfg.keep_every and it % cfg.keep_every == 0:
                     keep_copy(ckpt_path, os.path.join(cfg.out_dir, f"ckpt_{it}.pt"))
             t_last, it_last = time.time(), it
+        if stopping:
+            say(f"SIGTERM: stopped after step {it} and saved {ckpt_path}; the same command with "
+                "--init_from=resume continues it")
+            break
     bar.close()
     if master:
         log.close()
         plot_losses(log_path, svg_path)
-        say(f"done: {ckpt_path}, {log_path}, {svg_path}")
+    if it < cfg.max_iters:
+        return True  # stopped by SIGTERM
+    say(f"done: {ckpt_path}, {log_path}, {svg_path}")
 
 
 if __name__ == "__main__":

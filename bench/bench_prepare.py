@@ -1,8 +1,8 @@
 """
-bench_prepare.py: how fast is prepare.py next to tiktoken alone, and does its memory stay flat?
+bench/bench_prepare.py: how fast is prepare.py next to tiktoken alone, and does its memory stay flat?
 
-    python bench_prepare.py                      # stdlib corpus, workers = threads = all cores, 5 repeats
-    python bench_prepare.py --workers 2 --repeats 9 --scale 10
+    python bench/bench_prepare.py                      # stdlib corpus, workers = threads = all cores, 5 repeats
+    python bench/bench_prepare.py --workers 2 --repeats 9 --scale 10
 
 Speed: on the same texts (this Python's stdlib, exactly the documents prepare.py keeps), each
 repeat runs, one after the other,
@@ -21,6 +21,7 @@ import argparse
 import datetime
 import json
 import os
+import pathlib
 import platform
 import statistics
 import subprocess
@@ -31,9 +32,10 @@ import time
 import numpy as np
 import tiktoken
 
-from prepare import DEFAULT_SOURCE, get_tokenizer, iter_documents
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the repo root: `python bench/bench_prepare.py` from anywhere
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+from prepare import DEFAULT_SOURCE, get_tokenizer, iter_documents
 
 # prepare.py runs under a fresh small interpreter that reports its children's resource use: a
 # child forked straight from this large process would count our resident set as its own peak
@@ -47,7 +49,7 @@ print(time.perf_counter() - t, u.ru_utime + u.ru_stime, u.ru_maxrss, r.returncod
 
 def run_prepare(args):
     """(wall s, CPU s, peak RSS MiB of the largest process) of `python prepare.py ARGS`."""
-    out = subprocess.run([sys.executable, "-c", LAUNCHER, sys.executable, os.path.join(HERE, "prepare.py"), *args],
+    out = subprocess.run([sys.executable, "-c", LAUNCHER, sys.executable, str(ROOT / "prepare.py"), *args],
                          capture_output=True, text=True, check=True).stdout.split()
     if out[3] != "0":
         raise SystemExit(f"prepare.py {' '.join(args)} failed with exit code {out[3]}")
