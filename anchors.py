@@ -23,7 +23,7 @@ Several turtle demos or charmaps look alike; that is on purpose (they are what a
 to read the AUC with its confidence interval.
 
 `split` keeps the prompt honest: the prompts of filter.py were tried on the "tune" anchors only, and the
-"test" anchors, which no prompt was chosen on, give the figure that the pipeline reports (bench_annotate.py).
+"test" anchors, which no prompt was chosen on, give the figure that the pipeline reports (bench/bench_annotate.py).
 The split was fixed before any prompt was scored, alternating through each group.
 """
 

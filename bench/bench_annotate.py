@@ -2,9 +2,9 @@
 bench_annotate.py: what the teacher's judgement costs, and whether it means anything (annotate.py, anchors.py).
 
     python llm.py serve --port 8091 &                               # the local teacher, SmolLM2-135M
-    python bench_annotate.py --api-base http://127.0.0.1:8091/v1    # both parts: the README's figures
-    python bench_annotate.py --api-base ... --part cost --docs 12
-    python bench_annotate.py --api-base ... --part prompts --variants score yes-no --json out.json
+    python bench/bench_annotate.py --api-base http://127.0.0.1:8091/v1    # both parts: the README's figures
+    python bench/bench_annotate.py --api-base ... --part cost --docs 12
+    python bench/bench_annotate.py --api-base ... --part prompts --variants score yes-no --json out.json
 
 cost     seconds per document of --method answer (the paper's prompt and an answer of up to 64 tokens: what
          annotate did before) and of --method score (two requests of one answer token), on the documents that
@@ -23,9 +23,12 @@ prompts  the AUC of each way of asking (VARIANTS) on the anchor files, tune and 
 
 import argparse
 import json
+import pathlib
 import statistics
+import sys
 import time
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # the repo root: run from anywhere
 from anchors import auc_with_ci, load_anchors
 from annotate import CRITERIA, PROMPTS, QUESTION, ask, sample_documents, score, score_messages
 from llm import add_llm_args, chat, option_probabilities
