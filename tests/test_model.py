@@ -1,5 +1,4 @@
 """model.py against the reference implementation (transformers' PhiForCausalLM) and its own contracts."""
-import json
 
 import pytest
 import torch
