@@ -268,7 +268,8 @@ def test_scored_annotation_needs_logprobs_and_drops_a_refused_grammar(tmp_path):
         p = annotate(src, out, base, "--n", "4", method="score")
         assert p.returncode == 0, p.stderr
     assert all(r["teacher_score"] is not None for r in rows(out))
-    assert "grammar" in server.requests[0]["body"] and all("grammar" not in r["body"] for r in server.requests[2:])
+    # refused once per worker at most (the two workers' first requests may both carry it), never again after that
+    assert "grammar" in server.requests[0]["body"] and sum("grammar" in r["body"] for r in server.requests) <= 2
 
 
 def test_anchors_are_judged_marked_and_never_trained_on(tmp_path):
