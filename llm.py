@@ -4,6 +4,7 @@ llm.py: one small client for any OpenAI-compatible chat-completions endpoint.
 synth.py (the teacher), filter.py (the annotator) and evaluate.py (the grader)
 all talk to their LLM through `chat()` below. It works against OpenAI, vLLM,
 llama.cpp's server and Ollama, which all speak POST {api_base}/chat/completions.
+`complete()` sends a bare prompt to POST {api_base}/completions, for servers that have it.
 
     from llm import chat
     text, usage = chat([{"role": "user", "content": "Say hi"}],
@@ -66,9 +67,25 @@ def chat(messages, api_base=DEFAULT_API_BASE, model=DEFAULT_MODEL, api_key=None,
     Retries connection errors, timeouts, 429/5xx and malformed bodies with backoff; raises LLMError
     once `retries` are spent, or at once on errors that a retry cannot fix (400, 401, 404 ...).
     """
-    key = api_key or os.environ.get(api_key_env) or "none"  # local servers accept any key
-    url = api_base.rstrip("/") + "/chat/completions"
     body = {"model": model, "messages": messages, "temperature": temperature, "max_tokens": max_tokens, **extra}
+    return _post("/chat/completions", body, lambda choice: choice["message"]["content"], api_base, api_key,
+                 api_key_env, timeout, retries, session)
+
+
+def complete(prompt, api_base=DEFAULT_API_BASE, model=DEFAULT_MODEL, api_key=None, api_key_env="OPENAI_API_KEY",
+             temperature=0.7, max_tokens=1024, timeout=120.0, retries=6, session=None, **extra):
+    """One plain text completion (POST {api_base}/completions): the model continues `prompt` as it is, with no
+    chat template around it. Small code models write code best this way (synth.py's exercises); chat-only
+    endpoints (most of OpenAI's models) do not have it. Returns (text, usage) and retries like chat()."""
+    body = {"model": model, "prompt": prompt, "temperature": temperature, "max_tokens": max_tokens, **extra}
+    return _post("/completions", body, lambda choice: choice["text"], api_base, api_key, api_key_env, timeout,
+                 retries, session)
+
+
+def _post(path, body, text_of, api_base, api_key, api_key_env, timeout, retries, session):
+    """POST body to api_base + path with the retries described in chat(); text_of(choice) is the answer."""
+    key = api_key or os.environ.get(api_key_env) or "none"  # local servers accept any key
+    url = api_base.rstrip("/") + path
     post = (session or requests).post
     problem = "no attempt made"
     for attempt in range(retries + 1):
@@ -91,7 +108,7 @@ def chat(messages, api_base=DEFAULT_API_BASE, model=DEFAULT_MODEL, api_key=None,
             raise LLMError(f"HTTP {r.status_code} from {url}: {r.text[:200]}")
         try:
             data = r.json()
-            text = data["choices"][0]["message"]["content"]
+            text = text_of(data["choices"][0])
             if not isinstance(text, str):
                 raise TypeError("content is not a string")
         except (ValueError, KeyError, IndexError, TypeError) as e:

@@ -1,8 +1,8 @@
 """
 fake_llm.py: a loopback chat-completions server for tests, with faults on demand.
 
-It speaks just enough of the OpenAI protocol (POST /v1/chat/completions, GET /v1/models)
-for llm.chat() and anything built on it, and it misbehaves the way real endpoints do,
+It speaks just enough of the OpenAI protocol (POST /v1/chat/completions and /v1/completions,
+GET /v1/models) for llm.chat(), llm.complete() and anything built on them, and it misbehaves the way real endpoints do,
 so that tests can prove a client survives rate limits, crashes, hangs and cut bodies.
 
     from fake_llm import start, stop
@@ -12,7 +12,8 @@ so that tests can prove a client survives rate limits, crashes, hangs and cut bo
     stop(server)
 
 `respond(messages, request_count) -> str` writes the assistant's answer (request_count is
-1-based and counts every request, faulty ones included). `faults` says which requests
+1-based and counts every request, faulty ones included). On /v1/completions `messages` is the
+prompt, a str. As a real server does, the answer is cut before the first of the request's `stop` strings. `faults` says which requests
 misbehave: a dict {request_count: fault}, a list (fault of request 1, 2, ...), or a callable
 request_count -> fault or None. The faults:
 
@@ -77,7 +78,8 @@ class _Handler(BaseHTTPRequestHandler):
             n = server.count
             fault = _fault_for(server.faults, n)
             server.requests.append({"n": n, "fault": fault, "body": body, "time": time.time()})
-        if not self.path.rstrip("/").endswith("/chat/completions"):
+        chat = self.path.rstrip("/").endswith("/chat/completions")
+        if not chat and not self.path.rstrip("/").endswith("/completions"):
             return self._send(404, {"error": "not found"})
         if fault == "reset":
             # SO_LINGER with a zero timeout makes close() send RST: the client sees ECONNRESET.
@@ -93,12 +95,16 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, {"id": "x", "object": "chat.completion", "choices": []})
         if fault == "slow":
             time.sleep(server.slow_s)
-        messages = body.get("messages") or []
+        messages = (body.get("messages") or []) if chat else str(body.get("prompt", ""))
         text = server.respond(messages, n)
-        prompt_words = sum(len(str(m.get("content", "")).split()) for m in messages)
-        reply = {"id": f"fake-{n}", "object": "chat.completion", "model": body.get("model", "fake"),
-                 "choices": [{"index": 0, "finish_reason": "stop",
-                              "message": {"role": "assistant", "content": text}}],
+        stops = body.get("stop") or []
+        text = min((text[:text.index(s)] for s in ([stops] if isinstance(stops, str) else stops) if s in text),
+                   key=len, default=text)
+        prompt_words = (sum(len(str(m.get("content", "")).split()) for m in messages) if chat
+                        else len(messages.split()))
+        choice = {"message": {"role": "assistant", "content": text}} if chat else {"text": text}
+        reply = {"id": f"fake-{n}", "object": "chat.completion" if chat else "text_completion",
+                 "model": body.get("model", "fake"), "choices": [{"index": 0, "finish_reason": "stop", **choice}],
                  "usage": {"prompt_tokens": prompt_words, "completion_tokens": len(text.split()),
                            "total_tokens": prompt_words + len(text.split())}}
         data = json.dumps(reply).encode()
