@@ -205,13 +205,26 @@ def section_funnel(run, done):
                      (" (None: no clear label in the answer; left out of the forest's training)." if "None" in labels
                       else "."))
     for kind in ("textbooks", "exercises"):
-        synth = read_json(os.path.join(run, f"{kind}.jsonl.report.json"))
-        if synth:
-            last = synth.get("this_run", {})
-            lines.append(f"Synthetic {kind} (last run): teacher `{synth.get('model')}` kept {last.get('kept')}, "
-                         f"rejected {sum((last.get('rejected') or {}).values())}: "
-                         f"{json.dumps(last.get('rejected') or {})}.")
+        lines += synth_lines(kind, read_json(os.path.join(run, f"{kind}.jsonl.report.json")))
     return lines if lines[-1] == "" else lines + [""]
+
+
+def synth_lines(kind, synth):
+    """What synth.py's last run of `kind` did: how it ended, its speed, rejects by reason, whose examples."""
+    if not synth:
+        return []
+    last, ended = synth.get("this_run", {}), synth.get("ended") or "?"
+    speed = (f" in {duration(last['seconds'])} ({last['kept_per_minute']:.1f} a minute)"
+             if last.get("seconds") and last.get("kept_per_minute") is not None else "")
+    lines = [f"Synthetic {kind} (last run, ended: {'stopped by the time budget or Ctrl-C' if ended == 'interrupted' else ended}): "
+             f"teacher `{synth.get('model')}` kept {last.get('kept')}{speed}, rejected "
+             f"{sum((last.get('rejected') or {}).values())}: {json.dumps(last.get('rejected') or {})}."]
+    sources = synth.get("examples_source")
+    if sources:
+        lines.append(f"Exercise examples in the file: {sources.get('teacher', 0)} the teacher's own, verified by running "
+                     f"them; {sources.get('executed', 0)} observed by running the teacher's function on inputs "
+                     "(they show what the code does, not what the task asked for).")
+    return lines
 
 
 def section_forest(run, done):

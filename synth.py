@@ -38,6 +38,7 @@ import json
 import os
 import random
 import re
+import signal
 import sys
 import textwrap
 import threading
@@ -49,8 +50,8 @@ import numpy as np
 import requests
 from tqdm import tqdm
 
-from evaluate import run_programs
-from llm import LLMError, add_llm_args, chat
+from exercises import calls_of, prove, split_exercise
+from llm import LLMError, add_llm_args, chat, complete
 from prepare import atomic_write, iter_jsonl
 
 # ----------------------------------------------------------------------------
@@ -167,10 +168,47 @@ def sample_params(kind, seed, i):
             **({"function": f"{rng.choice(VERBS)}_{rng.choice(WORDS)}"} if kind == "exercises" else {})}
 
 
+EXTRACT_LINES = 30  # of a seed function or class: enough to show an idea, short enough for a small context
+
+
+def load_seed_docs(path, limit=10000):
+    """(id, text) of the first `limit` rows of a JSONL file with `text`, such as filter.py's kept.jsonl: the code
+    that --seed-from draws textbook seeds from, as Cosmopedia seeds its prompts with web extracts."""
+    docs = [(r.get("id", k), r["text"]) for k, r in enumerate(itertools.islice(iter_jsonl(path), limit))
+            if isinstance(r.get("text"), str)]
+    if not docs:
+        raise SystemExit(f"--seed-from {path}: no rows with a `text`")
+    return docs
+
+
+def seeded(params, docs, tries=20):
+    """Row `params` seeded with a top-level function or class (4 lines or more) of a drawn document, which
+    takes the place of the taxonomy's topic and words. Documents without one are drawn again."""
+    rng = random.Random(f"extract:{params['seed']}:{params['index']}")
+    for _ in range(tries):
+        doc_id, text = rng.choice(docs)
+        try:
+            nodes = [n for n in ast.parse(text).body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef,
+                                                                       ast.ClassDef)) and n.end_lineno - n.lineno >= 3]
+        except (SyntaxError, ValueError):
+            continue
+        if nodes:
+            n = rng.choice(nodes)
+            code = "\n".join(text.splitlines()[n.lineno - 1:n.lineno - 1 + EXTRACT_LINES])
+            return {**params, "topic": None, "subtopic": None, "words": [], "seed_code": f"{doc_id}:{n.name}",
+                    "extract": code}
+    raise ValueError(f"no function or class in {tries} documents drawn for {params['id']}")
+
+
 def make_messages(p):
     """The chat message for one row's draws. Short and direct: a 135M teacher loses the thread of long
     instructions (with SmolLM2, a longer textbook prompt gave 0 usable answers in 12, this one 5 in 12)."""
-    if p["kind"] == "textbooks":
+    if p.get("extract"):
+        user = (f"Here is some Python code:\n```python\n{p['extract']}\n```\nWrite a textbook section that "
+                f"teaches the idea behind it to {p['audience']}, as {p['style']}, at {p['difficulty']} level. "
+                f"Include a short example of your own in a ```python code block whose code {p['constraint']}, "
+                f"and explain it.")
+    elif p["kind"] == "textbooks":
         user = (f"Explain {p['subtopic']} ({p['topic']}) in Python to {p['audience']}, as {p['style']}, at "
                 f"{p['difficulty']} level. Mention {', '.join(p['words'])}. Include a short example in a "
                 f"```python code block whose code {p['constraint']}, and explain it.")
@@ -181,6 +219,19 @@ def make_messages(p):
                 f"Answer with one ```python block in this shape, with type hints and two examples whose "
                 f"results are exact:\n{EXERCISE_SHAPE.format(name=p['function'])}")
     return [{"role": "user", "content": user}]
+
+
+def completion_prompt(p):
+    """The same draws as code to continue (synth.py --completion): a comment states the task, and the drawn
+    name opens the function, so a small code model writes the signature, docstring and body from there."""
+    return (f"# A Python exercise about {p['subtopic']} ({p['topic']}) for {p['audience']}, {p['difficulty']} level, "
+            f"themed on {' and '.join(p['words'])}: {p['style']}.\n# The solution {p['constraint']}. It has type "
+            f"hints and a docstring with examples.\n\n\ndef {p['function']}(")
+
+
+# Where an answer stops: a completion where the function ends (the next top-level block: the literal calls
+# the teacher writes under it are kept, they are inputs to run it on). Every token not generated is time saved.
+STOPS = {"completion": ["\n```", "\ndef ", "\nclass ", "\n\n\n\n"], "exercises": [], "textbooks": []}
 
 
 # ----------------------------------------------------------------------------
@@ -250,66 +301,43 @@ def _parses(code):
         return False
 
 
-TYPING_NAMES = {"Any", "Callable", "Deque", "DefaultDict", "Dict", "FrozenSet", "Generator", "Iterable",
-                "Iterator", "List", "Mapping", "Optional", "Sequence", "Set", "Tuple", "Union"}
-
-
-def parse_exercise(reply, min_examples=1):
-    """Split a reply into a HumanEval-style prompt (imports, signature, docstring with >>> examples)
-    and its solution (the body after the docstring). Everything else in the reply is dropped.
-    min_examples=0 also accepts a docstring without examples (the paper's exercises are "a docstring,
-    then its solution"; a 135M teacher almost never writes doctests)."""
-    candidates = [code for lang, code in fenced_blocks(reply) if lang in PYTHON_FENCES]
-    problem = "no function with a docstring" + (" holding >>> examples" if min_examples else "")
-    for code in candidates + [reply]:
+def code_blocks(reply):
+    """(tree, lines) of each part of a reply that parses as code: its python blocks, then the reply itself."""
+    for code in [code for lang, code in fenced_blocks(reply) if lang in PYTHON_FENCES] + [reply]:
         parsed = parse_prefix(code)
-        if parsed is None:
-            continue
-        tree, lines = parsed
-        fns = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
-               and ast.get_docstring(n) and (">>>" in ast.get_docstring(n) or not min_examples)]
+        if parsed is not None:
+            yield parsed
+
+
+def parse_exercise(reply, name=None):
+    """The exercise in a reply: the top-level function called `name` (any, if None; one with >>> examples
+    first) with a docstring and a body, as a HumanEval-style prompt and solution (exercises.split_exercise).
+    Everything else in the reply is dropped. Its examples are judged by running them (exercises.prove)."""
+    problem = "no function with a docstring"
+    for tree, lines in code_blocks(reply):
+        fns = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and ast.get_docstring(n)]
+        if name and fns and name not in [n.name for n in fns]:
+            problem = f"not the drawn name: {fns[0].name}() instead of {name}()"
+        fns = [n for n in fns if n.name == (name or n.name)]
         if not fns:
             continue
-        fn = max(fns, key=lambda n: ">>>" in ast.get_docstring(n))  # the first with examples, if any
-        examples = doctest.DocTestParser().get_examples(ast.get_docstring(fn))
+        fn = max(fns, key=lambda n: ">>>" in ast.get_docstring(n))
         if any(p in ast.get_source_segment("\n".join(lines), fn) for p in PLACEHOLDERS):
             problem = "copied the format skeleton"
-        elif len(examples) < min_examples:
-            problem = f"fewer than {min_examples} >>> examples"
-        elif examples and not any(fn.name in ex.source for ex in examples):
-            problem = "no example calls the function"
         elif all(isinstance(s, ast.Pass) or (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant))
                  for s in fn.body[1:]):
             problem = "empty solution"
         else:
-            return _split_exercise(tree, lines, fn, len(examples))
+            return split_exercise(tree, lines, fn)
     raise ValueError(problem)
 
 
-def _split_exercise(tree, lines, fn, n_examples):
-    imports = [line for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))
-               for line in lines[n.lineno - 1:n.end_lineno]]
-    # The one repair we make: `List[int]` with no typing import is the commonest slip of small models.
-    imported = {a.asname or a.name for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom)) for a in n.names}
-    missing = sorted({n.id for n in ast.walk(fn) if isinstance(n, ast.Name)} & TYPING_NAMES - imported)
-    if missing:
-        imports.insert(0, f"from typing import {', '.join(missing)}")
-    first = fn.decorator_list[0].lineno if fn.decorator_list else fn.lineno
-    prompt = ("\n".join(imports) + "\n\n\n" if imports else "") + "\n".join(lines[first - 1:fn.body[0].end_lineno]) + "\n"
-    solution = "\n".join(lines[fn.body[0].end_lineno:fn.end_lineno]) + "\n"
-    return {"text": prompt + solution, "prompt": prompt, "solution": solution,
-            "entry_point": fn.name, "n_examples": n_examples}
-
-
-def doctest_program(row):
-    """A program that runs the docstring's >>> examples against the solution, failing if any fails."""
-    fn = next(n for n in ast.parse(row["text"]).body if getattr(n, "name", None) == row["entry_point"])
-    return (row["text"] + "\n\nimport doctest as _doctest\n_out = []\n"
-            "_runner = _doctest.DocTestRunner(optionflags=_doctest.ELLIPSIS | _doctest.NORMALIZE_WHITESPACE)\n"
-            f"_test = _doctest.DocTestParser().get_doctest({ast.get_docstring(fn)!r}, dict(globals()), "
-            f"{row['entry_point']!r}, None, 0)\n"
-            "_runner.run(_test, out=_out.append)\n"
-            "assert not _runner.failures, ''.join(_out)[-400:]\n")
+def exercise(reply, params, args):
+    """The row of an exercise reply whose examples are proven by running them (exercises.prove), or ValueError."""
+    name = params["function"]
+    row = parse_exercise(reply, name)
+    calls = [c for tree, _ in code_blocks(reply) for c in calls_of(tree, name)]  # the teacher's inputs
+    return prove(row, calls, params["words"], args.examples == "executed", args.min_examples, args.sandbox_timeout)
 
 
 # ----------------------------------------------------------------------------
@@ -416,31 +444,33 @@ def limited_poster(rpm):
     return types.SimpleNamespace(post=post)
 
 
+def ask(params, args, poster):
+    """One request for row `params`: (reply, usage). With --completion the prompt is code for the teacher to
+    continue, and the reply is that code: the prompt's `def name(` and what the teacher wrote after it."""
+    settings = dict(api_base=args.api_base, model=args.model, api_key_env=args.api_key_env, session=poster,
+                    temperature=args.temperature, max_tokens=args.max_tokens, timeout=args.timeout, retries=args.retries)
+    if args.repeat_penalty is not None:  # llama.cpp's own field; OpenAI's API rejects it
+        settings["repeat_penalty"] = args.repeat_penalty
+    if getattr(args, "completion", False):
+        prompt = completion_prompt(params)
+        text, usage = complete(prompt, stop=STOPS["completion"], **settings)
+        return prompt[prompt.rindex("def "):] + text, usage
+    return chat(make_messages(params), **({"stop": STOPS[params["kind"]]} if STOPS[params["kind"]] else {}), **settings)
+
+
 def make_row(params, args, poster):
     """Ask for one row, validate it, retry a bad answer up to --attempts times.
     Returns (id, row or None, why it failed, token usage of all attempts, last reply)."""
-    usage, problem, reply, flagged = {"prompt_tokens": 0, "completion_tokens": 0}, "no attempt", "", None
+    usage, problem, reply = {"prompt_tokens": 0, "completion_tokens": 0}, "no attempt", ""
     for _ in range(args.attempts):
-        reply, u = chat(make_messages(params), api_base=args.api_base, model=args.model,
-                        api_key_env=args.api_key_env, temperature=args.temperature, max_tokens=args.max_tokens,
-                        timeout=args.timeout, retries=args.retries, session=poster)
+        reply, u = ask(params, args, poster)
         usage = {k: usage[k] + u[k] for k in usage}
         try:
-            row = {**params, **(parse_textbook(reply) if params["kind"] == "textbooks" else
-                                parse_exercise(reply, args.min_examples))}
+            row = {**params, **(parse_textbook(reply) if params["kind"] == "textbooks" else exercise(reply, params, args))}
         except ValueError as e:
             problem = str(e)
             continue
-        if params["kind"] == "exercises":
-            result = run_programs([doctest_program(row)], timeout=args.sandbox_timeout, workers=1)[0]
-            row["examples_pass"] = result["passed"]
-            if not result["passed"]:
-                problem = f"examples fail: {result['result']}; {result.get('stderr', '')[-300:]}"
-                flagged = row
-                continue
         return params["id"], {**row, "model": args.model, "usage": usage}, None, usage, reply
-    if flagged and args.keep_failing:  # the issue's "drop or flag": flag, for teachers too weak to pass
-        return params["id"], {**flagged, "model": args.model, "usage": usage}, None, usage, reply
     return params["id"], None, problem, usage, reply
 
 
@@ -493,17 +523,21 @@ def generate(args):
     kind, out, rejects_path = args.cmd, args.out, args.out + ".rejected.jsonl"
     kept, done, index = resume(args)
     todo = (i for i in itertools.count() if f"{kind}-{args.seed}-{i}" not in done)
+    seed_docs = load_seed_docs(args.seed_from) if getattr(args, "seed_from", None) else None
     stats = {"kept": 0, "rejected": collections.Counter(), "llm_errors": 0, "prompt_tokens": 0,
              "completion_tokens": 0}
     poster, pool, pending = limited_poster(args.rpm), cf.ThreadPoolExecutor(args.workers), set()
     failures_in_a_row = errors_in_a_row = 0
     bar = tqdm(total=args.n, initial=min(kept, args.n), desc=f"{kind} -> {out}", unit="row")
+    start, ended = time.monotonic(), None
     try:
         with open(out, "a", encoding="utf-8") as f, open(rejects_path, "a", encoding="utf-8") as frej:
             while kept < args.n:
                 # Never more requests in flight than rows still missing: no money spent on extras.
                 while kept + len(pending) < args.n and len(pending) < args.workers:
-                    pending.add(pool.submit(make_row, sample_params(kind, args.seed, next(todo)), args, poster))
+                    params = sample_params(kind, args.seed, next(todo))
+                    params = seeded(params, seed_docs) if seed_docs else params
+                    pending.add(pool.submit(make_row, params, args, poster))
                 finished, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
                 for fut in finished:
                     try:
@@ -536,29 +570,46 @@ def generate(args):
                     stats["kept"] += 1
                     bar.update(1)
                     bar.set_postfix(rejected=sum(stats["rejected"].values()), cost=f"${cost(stats, args):.4f}")
-    except KeyboardInterrupt:  # rows written so far are safe; do not wait for requests in flight
-        bar.close()
-        print(f"interrupted with {kept} rows in {out}; rerun the same command to resume", file=sys.stderr)
-        os._exit(130)
-    finally:
+        ended = "done"
+    except KeyboardInterrupt:  # Ctrl-C, or run.sh's time budget (timeout -s INT): rows written so far are safe
+        ended = "interrupted"
+    except SystemExit as e:  # giving up on the endpoint or its answers
+        ended = f"gave up: {e}"
+        raise
+    except Exception as e:
+        ended = f"error: {type(e).__name__}: {e}"
+        raise
+    finally:  # the report, however the run ends
         pool.shutdown(wait=False, cancel_futures=True)
         bar.close()
-        write_report(kind, stats, args)
+        stats["seconds"] = round(time.monotonic() - start, 1)
+        write_report(kind, stats, args, ended)
+    if ended == "interrupted":
+        print(f"interrupted with {kept} rows in {out}; rerun the same command to resume", file=sys.stderr)
+        os._exit(130)  # at once: requests in flight may take minutes, and their threads would hold up exit
 
 
 def cost(stats, args):
     return (stats["prompt_tokens"] * args.price_in + stats["completion_tokens"] * args.price_out) / 1e6
 
 
-def write_report(kind, stats, args):
-    """FILE.report.json: this run's counts, yield, tokens and cost, and the diversity of the whole file."""
+def write_report(kind, stats, args, ended):
+    """FILE.report.json: how this run ended, its counts, yield, speed, tokens and cost, the request settings,
+    and the diversity of the whole file."""
     out = args.out
     tried = stats["kept"] + sum(stats["rejected"].values())
+    settings = {k: getattr(args, k, None) for k in ("temperature", "max_tokens", "repeat_penalty", "completion",
+                                                    "examples", "min_examples", "seed_from", "workers")}
+    rows = list(iter_jsonl(out)) if os.path.exists(out) else []
     report = {"file": out, "kind": kind, "model": args.model, "api_base": args.api_base, "seed": args.seed,
+              "settings": settings, "ended": ended,
               "this_run": {**stats, "rejected": dict(stats["rejected"]),
                            "yield": round(stats["kept"] / tried, 4) if tried else None,
+                           "kept_per_minute": round(60 * stats["kept"] / stats["seconds"], 2) if stats["seconds"] else None,
                            "cost_usd": round(cost(stats, args), 6)},
-              "diversity": diversity_report(iter_jsonl(out), kind)}
+              **({"examples_source": dict(collections.Counter(r.get("examples_source") for r in rows))}
+                 if kind == "exercises" else {}),
+              "diversity": diversity_report(rows, kind)}
     with atomic_write(out + ".report.json") as f:
         json.dump(report, f, indent=1)
     print(json.dumps(report, indent=1))
@@ -582,13 +633,25 @@ def main(argv=None):
         g.add_argument("--retries", type=int, default=6, help="HTTP retries per request (429/5xx/timeouts)")
         g.add_argument("--attempts", type=int, default=3, help="requests per row when answers fail validation")
         g.add_argument("--near-dup", type=float, default=0.8, help="MinHash Jaccard above which a row is dropped")
+        g.add_argument("--repeat-penalty", type=float, default=None,
+                       help="llama.cpp's repeat_penalty (it defaults to 1.1, which penalizes writing a function's "
+                            "name again: 1.0 turns it off); not sent unless given, as OpenAI's API rejects it")
+        if kind == "textbooks":
+            g.add_argument("--seed-from", metavar="JSONL",
+                           help="seed each prompt with a function or class drawn from this file's `text` rows "
+                                "(e.g. filter.py's kept.jsonl) instead of a taxonomy topic")
         if kind == "exercises":
-            g.add_argument("--sandbox-timeout", type=float, default=10.0, help="seconds to run the examples")
+            g.add_argument("--completion", action="store_true",
+                           help="POST /completions with a code prompt ending in `def NAME(` instead of a chat "
+                                "message: best for small code models (the local teacher); chat-only APIs lack it")
+            g.add_argument("--examples", choices=("teacher", "executed"), default="teacher",
+                           help="teacher (default): keep an exercise only if its own >>> examples pass; executed: "
+                                "else run the function on inputs and write what it returns as the examples "
+                                "(for weak teachers; rows say which in examples_source)")
             g.add_argument("--min-examples", type=int, default=1,
-                           help="docstring >>> examples required (default: %(default)s; 0 for weak teachers)")
-            g.add_argument("--keep-failing", action="store_true",
-                           help="write well-formed exercises whose examples fail, flagged examples_pass=false "
-                                "(for weak teachers; filter them before training). Default: drop them")
+                           help="examples that call the function and pass, at least 1 (default: %(default)s); "
+                                "with --examples executed, calls that return distinct values")
+            g.add_argument("--sandbox-timeout", type=float, default=10.0, help="seconds to run the examples")
         g.add_argument("--price-in", type=float, default=0.0, help="USD per 1M prompt tokens, for the cost estimate")
         g.add_argument("--price-out", type=float, default=0.0, help="USD per 1M completion tokens")
         g.add_argument("--give-up-rejects", type=int, default=200,
@@ -603,8 +666,11 @@ def main(argv=None):
     else:
         if args.n < 0 or args.workers < 1:
             parser.error("--n must be >= 0 and --workers >= 1")
+        if args.cmd == "exercises" and args.min_examples < 1:
+            parser.error("--min-examples must be >= 1: an exercise's examples are what proves it runs")
         generate(args)
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a plain `kill` or `timeout` ends it like Ctrl-C
     main()
