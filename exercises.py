@@ -30,6 +30,8 @@ from execution import run_programs
 
 TYPING_NAMES = {"Any", "Callable", "Deque", "DefaultDict", "Dict", "FrozenSet", "Generator", "Iterable",
                 "Iterator", "List", "Mapping", "Optional", "Sequence", "Set", "Tuple", "Union"}
+MODULES = {"bisect", "collections", "csv", "datetime", "decimal", "fractions", "functools", "heapq", "itertools",
+           "json", "math", "operator", "random", "re", "statistics", "string", "time"}  # imported when used unimported
 MAX_CALLS = 10      # calls tried per function: all of them run in one sandboxed process
 MAX_EXAMPLES = 3    # observed examples written into a docstring
 MAX_CHARS = 100     # longer calls or values would make unreadable doctests (and overflow the 1,000
@@ -42,11 +44,16 @@ def split_exercise(tree, lines, fn):
     signature, docstring), `solution` (the body after the docstring), `text` = prompt + solution."""
     imports = [line for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))
                for line in lines[n.lineno - 1:n.end_lineno]]
-    # The one repair we make: `List[int]` with no typing import is the commonest slip of small models.
+    # The one repair we make: imports that small models forget. `List[int]` with no typing import is the
+    # commonest slip, then `math.sqrt` or `time.sleep` with no `import math`.
     imported = {a.asname or a.name for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom)) for a in n.names}
-    missing = sorted({n.id for n in ast.walk(fn) if isinstance(n, ast.Name)} & TYPING_NAMES - imported)
-    if missing:
-        imports.insert(0, f"from typing import {', '.join(missing)}")
+    bound = {a.arg for a in ast.walk(fn.args) if isinstance(a, ast.arg)} | {
+        n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+    used = {n.id for n in ast.walk(fn) if isinstance(n, ast.Name)} - imported - bound
+    modules = {n.value.id for n in ast.walk(fn) if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)}
+    imports = [f"import {m}" for m in sorted(used & modules & MODULES)] + imports
+    if used & TYPING_NAMES:
+        imports.insert(0, f"from typing import {', '.join(sorted(used & TYPING_NAMES))}")
     first = fn.decorator_list[0].lineno if fn.decorator_list else fn.lineno
     prompt = ("\n".join(imports) + "\n\n\n" if imports else "") + "\n".join(lines[first - 1:fn.body[0].end_lineno]) + "\n"
     solution = "\n".join(lines[fn.body[0].end_lineno:fn.end_lineno]) + "\n"

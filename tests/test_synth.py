@@ -19,6 +19,7 @@ import requests
 
 import exercises
 import llm
+import prompts
 import report as run_report
 import synth
 from evaluate import decontaminate, load_problems
@@ -32,8 +33,8 @@ VOCAB = ("alpha beta gamma delta list dict loop index value key graph node edge 
 
 def fake_teacher(messages, n):
     """A deterministic 'teacher': a valid answer derived from the prompt, so different prompts get
-    different rows. Every 7th answer is malformed and every 11th exercise has a wrong example (chat) or a
-    body that raises (completion), so validation has something to reject. Exercises use the drawn name.
+    different rows. Every 7th answer is malformed, every 11th exercise has a wrong example (chat) and one
+    completion in 8 a body that raises, so validation has something to reject. Exercises use the drawn name.
     As a completion (messages is the prompt, a str) it continues `def NAME(` as small models do: a
     docstring without examples, then a call of the function under it."""
     prompt = messages if isinstance(messages, str) else messages[-1]["content"]
@@ -43,9 +44,10 @@ def fake_teacher(messages, n):
         return "I am sorry, I cannot help with that."
     k, drawn = int(h[:4], 16), re.search(r"def (\w+)\(", prompt)
     name = drawn.group(1) if drawn else f"solve_{h[:8]}"
-    if isinstance(messages, str):
-        body = "return undefined_name + 1 / 0" if n % 11 == 0 else f"return x + {k}"
-        return f'x: int) -> int:\n    """{prompt.splitlines()[0][:120]}"""\n    {body}\n\n\nprint({name}(4))\n'
+    if isinstance(messages, str):  # the signature is asked for first, then the rest from an opened docstring
+        body = "return undefined_name + 1 / 0" if h[4] in "01" else f"return x + {k}"  # 1 in 8 prompts
+        rest = f'{prompt.splitlines()[0][:120]}"""\n    {body}\n\n\nprint({name}(4))\n'
+        return rest if prompt.endswith('"""') else 'x: int) -> int:\n    """' + rest
     if "exercise" in prompt:
         wrong = 1 if n % 11 == 0 else 0
         return (f"Here is the exercise.\n```python\nimport math\n\n\ndef {name}(x: int) -> int:\n"
@@ -126,8 +128,8 @@ def test_parse_exercise_is_lenient_but_strict():
     for bad, why in [("just prose", "no function"),
                      ("```python\ndef f(x):\n    return x\n```", "no function"),
                      ('```python\ndef f(x):\n    """Add.\n    >>> f(1)\n    2\n    """\n    pass\n```', "empty"),
-                     (synth.EXERCISE_SHAPE.format(name="f"), "copied the format skeleton"),
-                     (synth.EXERCISE_SHAPE.format(name="f").replace("solution code", "return 1"),
+                     (prompts.EXERCISE_SHAPE.format(name="f"), "copied the format skeleton"),
+                     (prompts.EXERCISE_SHAPE.format(name="f").replace("solution code", "return 1"),
                       "copied the format skeleton")]:
         with pytest.raises(ValueError, match=why):
             synth.parse_exercise(bad)
@@ -139,6 +141,9 @@ def test_parse_exercise_is_lenient_but_strict():
                                  '    >>> total([1, 2])\n    3\n    """\n    return sum(xs)\n```', "total")
     assert fixed["prompt"].startswith("from typing import List, Optional\n")
     assert exercises.prove(fixed, [], ["a"], observe_calls=False)["examples_source"] == "teacher"
+    fixed = synth.parse_exercise('def root(x, string):\n    """Root."""\n    y = math.sqrt(x)\n'
+                                 '    return collections.Counter(string.upper()), y, json\n')
+    assert fixed["prompt"].startswith("import collections\nimport math\n\n\ndef root(")  # not string, json
 
 
 def exercise_row(body, doc="Twice x.", signature="double(x: int) -> int"):
@@ -238,18 +243,39 @@ def test_minhash_estimates_jaccard_and_finds_near_duplicates():
 
 def test_1000_prompts_are_unique_and_cover_the_taxonomy():
     for kind in ("textbooks", "exercises"):
-        params = [synth.sample_params(kind, 7, i) for i in range(1000)]
-        assert params == [synth.sample_params(kind, 7, i) for i in range(1000)]  # reproducible
-        prompts = [synth.make_messages(p)[-1]["content"] for p in params]
-        assert len(set(prompts)) == 1000
+        params = [prompts.sample_params(kind, 7, i) for i in range(1000)]
+        assert params == [prompts.sample_params(kind, 7, i) for i in range(1000)]  # reproducible
+        texts = [prompts.make_messages(p)[-1]["content"] for p in params]
+        assert len(set(texts)) == 1000
         # The task paragraph is what varies (the format instructions are shared): (near-)unique.
-        rows = [{**p, "text": prompt.split("\n")[0]} for p, prompt in zip(params, prompts)]
+        rows = [{**p, "text": text.split("\n")[0]} for p, text in zip(params, texts)]
         report = synth.diversity_report(rows, kind)
         assert report["duplicate_rate"] <= 0.01, report
         cov = report["coverage"]
         assert cov["topics"] == 1.0 and cov["subtopics"] >= 0.97, cov
         assert min(cov["audiences"], cov["styles"], cov["constraints"], cov["words"]) == 1.0, cov
-    assert synth.sample_params("exercises", 7, 0) != synth.sample_params("exercises", 8, 0)
+    completions = [prompts.completion_prompt(p) for p in params]
+    assert len(set(completions)) == 1000 and all(c.endswith(f"\ndef {p['function']}(") for c, p in zip(completions, params))
+    assert prompts.sample_params("exercises", 7, 0) != prompts.sample_params("exercises", 8, 0)
+
+
+def test_textbooks_seeded_from_code(tmp_path):
+    """--seed-from: each row draws a function or class of a document in place of the taxonomy's topic."""
+    docs = tmp_path / "kept.jsonl"
+    with open(docs, "w") as f:
+        for k in range(30):
+            code = "x = 1\n" if k % 3 == 0 else f"def f{k}(a):\n    b = a + {k}\n    c = b * 2\n    return c\n"
+            f.write(json.dumps({"id": f"doc{k}", "text": code}) + "\n")
+    seeds = prompts.load_seed_docs(str(docs))
+    rows = [prompts.seeded(prompts.sample_params("textbooks", 0, i), seeds) for i in range(20)]
+    assert rows == [prompts.seeded(prompts.sample_params("textbooks", 0, i), seeds) for i in range(20)]
+    assert len({r["seed_code"] for r in rows}) >= 10 and all(r["topic"] is None for r in rows)
+    assert all(r["extract"] in prompts.make_messages(r)[0]["content"] for r in rows)
+    assert all(int(r["seed_code"].split(":")[0][3:]) % 3 for r in rows)  # documents without a function: drawn again
+    out = tmp_path / "t.jsonl"
+    with fake_llm(fake_teacher) as (url, server):
+        run_synth("textbooks", 3, out, url, "--seed-from", str(docs))
+    assert all(r["seed_code"] and valid_row(r) for r in iter_jsonl(out))
 
 
 @pytest.mark.parametrize("kind", ["exercises", "textbooks"])
@@ -326,12 +352,13 @@ def test_completions_with_executed_examples(tmp_path, fast_retries):
         run_synth("exercises", 12, out, url, "--completion", "--examples", "executed", "--min-examples", "2",
                   "--repeat-penalty", "1.0", "--attempts", "1")
         bodies = [r["body"] for r in server.requests]
-    assert all("prompt" in b and b["prompt"].endswith("(") and b["repeat_penalty"] == 1.0 and b["stop"] for b in bodies)
+    assert all(b["prompt"].endswith(("(", '"""')) and b["repeat_penalty"] == 1.0 and b["stop"] for b in bodies)
+    assert [b["prompt"][-1] for b in bodies[:2]] == ["(", '"'] or [b["prompt"][-1] for b in bodies[:2]] == ["("] * 2
     rows = list(iter_jsonl(out))
     assert len(rows) == 12 and all(valid_row(r) and valid_exercise(r) for r in rows)
     assert {r["examples_source"] for r in rows} == {"executed"} and all(">>> " + r["function"] + "(4)" in r["text"] for r in rows)
     reasons = [r["reason"] for r in iter_jsonl(str(out) + ".rejected.jsonl")]
-    assert any("raises NameError" in r for r in reasons)  # the body that raises, every 11th answer
+    assert any("raises NameError" in r for r in reasons)  # the body that raises
     report = json.load(open(str(out) + ".report.json"))
     assert report["examples_source"] == {"executed": 12} and report["settings"]["completion"] is True
     funnel = " ".join(run_report.synth_lines("exercises", report))  # what report.md says of them
@@ -360,6 +387,8 @@ def test_report_is_written_however_the_run_ends(tmp_path, how):
             while time.time() < deadline and (not out.exists() or out.read_bytes().count(b"\n") < 3):
                 time.sleep(0.05)
             proc.send_signal(getattr(signal, how))
+            time.sleep(0.01)
+            proc.send_signal(getattr(signal, how))  # a second one, as timeout(1) sends: the report still gets written
             assert proc.wait(timeout=30) == 130, proc.stderr.read().decode()[-2000:]
     report = json.load(open(str(out) + ".report.json"))
     rows = list(iter_jsonl(out))
