@@ -33,21 +33,21 @@ VOCAB = ("alpha beta gamma delta list dict loop index value key graph node edge 
 
 def fake_teacher(messages, n):
     """A deterministic 'teacher': a valid answer derived from the prompt, so different prompts get
-    different rows. Every 7th answer is malformed, every 11th exercise has a wrong example (chat) and one
-    completion in 8 a body that raises, so validation has something to reject. Exercises use the drawn name.
+    different rows. Every 7th chat answer is malformed, every 11th exercise has a wrong example, and the
+    completed functions named count_... or find_... raise, so validation has something to reject. Exercises use the drawn name.
     As a completion (messages is the prompt, a str) it continues `def NAME(` as small models do: a
     docstring without examples, then a call of the function under it."""
     prompt = messages if isinstance(messages, str) else messages[-1]["content"]
     h = hashlib.sha1(prompt.encode()).hexdigest()
     rng = random.Random(h)
-    if n % 7 == 0:
-        return "I am sorry, I cannot help with that."
     k, drawn = int(h[:4], 16), re.search(r"def (\w+)\(", prompt)
     name = drawn.group(1) if drawn else f"solve_{h[:8]}"
     if isinstance(messages, str):  # the signature is asked for first, then the rest from an opened docstring
-        body = "return undefined_name + 1 / 0" if h[4] in "01" else f"return x + {k}"  # 1 in 8 prompts
+        body = "return undefined_name + 1 / 0" if name.startswith(("count_", "find_")) else f"return x + {k}"
         rest = f'{prompt.splitlines()[0][:120]}"""\n    {body}\n\n\nprint({name}(4))\n'
         return rest if prompt.endswith('"""') else 'x: int) -> int:\n    """' + rest
+    if n % 7 == 0:
+        return "I am sorry, I cannot help with that."
     if "exercise" in prompt:
         wrong = 1 if n % 11 == 0 else 0
         return (f"Here is the exercise.\n```python\nimport math\n\n\ndef {name}(x: int) -> int:\n"
