@@ -3,28 +3,31 @@ synth.py: synthetic "textbooks" and "exercises" from any OpenAI-compatible LLM (
 
 phi-1's second data idea: about 1B tokens of GPT-3.5-written textbook sections (prose with worked
 code) and 180M tokens of exercises (a function signature with a docstring, then its solution).
-Its hard part is diversity, so every prompt here is assembled from random draws: a topic and
-subtopic from a built-in taxonomy, an audience, a style, a difficulty, random words to weave in
-and a coding constraint (the paper's "randomness in the prompt", as in TinyStories / Cosmopedia).
+Its hard part is diversity, so every prompt is assembled from random draws (prompts.py: a topic,
+an audience, a style, random words, a function name ...; the paper's "randomness in the prompt").
 Row i of seed s always gets the same prompt, so its id f"{kind}-{s}-{i}" is stable: a killed run
 resumes where it stopped, and a rerun with a larger --n tops the file up.
 
     python llm.py serve --port 8080 &          # the local SmolLM2 teacher (or any other endpoint)
-    python synth.py textbooks --n 200 --out data/textbooks.jsonl --workers 2
-    python synth.py exercises --n 200 --out data/exercises.jsonl --workers 2
+    python synth.py textbooks --n 200 --out data/textbooks.jsonl --workers 2 --repeat-penalty 1.0
+    python synth.py exercises --n 200 --out data/exercises.jsonl --workers 2 --repeat-penalty 1.0 \
+        --completion --examples executed --min-examples 2      # the local teacher, as run.sh asks it
     python evaluate.py --decontaminate data/exercises.jsonl --out data/exercises.clean.jsonl  # before training
     python synth.py report data/textbooks.jsonl  # distinct n-grams, near duplicates, coverage
 
 A paid endpoint: --api-base https://api.openai.com/v1 --model gpt-4o-mini --rpm 500
---price-in 0.15 --price-out 0.60 (key in $OPENAI_API_KEY). Each row is one JSON line with `text`
-(what prepare.py reads) and its generation parameters. Answers that fail validation are never
-written to --out; they go to FILE.rejected.jsonl with the reason (paid for, so kept for reading,
-and not asked again on resume: delete that file to retry them). FILE.report.json gets the counts,
-tokens, cost and the diversity report at the end of each run.
+--price-in 0.15 --price-out 0.60 (key in $OPENAI_API_KEY); it writes exercises with its own >>> examples,
+which must pass (--examples teacher, the default). Each row is one JSON line with `text` (what prepare.py
+reads) and its generation parameters. Every kept exercise's examples call its function and pass in the
+sandbox, and `examples_source` says whose they are (exercises.py). Answers that fail validation are never
+written to --out; they go to FILE.rejected.jsonl with the reason (paid for, so kept for reading, and not
+asked again on resume: delete that file to retry them). FILE.report.json says how the run ended (done,
+interrupted by Ctrl-C or run.sh's time budget, gave up, error) with its counts, speed, tokens, cost and
+settings, and the diversity report; it is written however the run ends.
 
-The local SmolLM2-135M teacher is far too weak for strict exercises (0 of 92 answers passed here, see
-README): give it --min-examples 0 (a docstring and a solution that runs, the paper's bare definition of
-an exercise); about 1 answer in 4 then passes. Its textbooks pass about 1 time in 4 as they are.
+The local SmolLM2-135M teacher almost never writes exercises whose examples pass (0 of 50 answers, README),
+so run.sh asks it for code to complete from `def name(` (--completion), with llama.cpp's repeat penalty off
+(--repeat-penalty 1.0), and records the behaviour its functions show when run (--examples executed).
 """
 
 import argparse
@@ -501,7 +504,12 @@ def main(argv=None):
             parser.error("--n must be >= 0 and --workers >= 1")
         if args.cmd == "exercises" and args.min_examples < 1:
             parser.error("--min-examples must be >= 1: an exercise's examples are what proves it runs")
-        generate(args)
+        previous = {s: signal.signal(s, interrupt_once) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            generate(args)
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
 
 
 def interrupt_once(signum, frame):
@@ -513,6 +521,4 @@ def interrupt_once(signum, frame):
 
 
 if __name__ == "__main__":
-    signal.signal(signal.SIGINT, interrupt_once)
-    signal.signal(signal.SIGTERM, interrupt_once)
     main()
