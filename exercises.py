@@ -4,9 +4,10 @@ exercises.py: an exercise is kept only when running it proves its docstring's ex
 An exercise is a function whose docstring states the task and shows `>>>` examples, then its solution
 (the paper's CodeExercises). A teacher's examples are claims; this module makes every kept one a fact:
 
-  1. The teacher's own examples, when every one passes as a doctest in the sandbox
-     (execution.run_programs), stay as they are: `examples_source: "teacher"`, its claims verified.
-  2. Otherwise, with observe=True (synth.py --examples executed, for weak teachers), the function is called
+  1. The teacher's own examples, when at least min_examples of them call the function and every one passes
+     as a doctest in the sandbox (execution.run_programs), stay as they are: `examples_source: "teacher"`,
+     its claims verified.
+  2. Otherwise, with observe_calls (synth.py --examples executed, for weak teachers), the function is called
      on inputs: the teacher's own example calls, the literal calls it wrote around the function, then
      arguments made up from the signature (type hints, defaults, parameter names). The calls that return
      a short, distinct value replace the teacher's examples, with the values observed:
@@ -17,7 +18,7 @@ An exercise is a function whose docstring states the task and shows `>>>` exampl
      that raises (`return undefined_name + 1/0`) has no call that returns, and is rejected.
 
     row = split_exercise(tree, lines, fn)       # synth.parse_exercise finds the function in a reply
-    row = prove(row, ["f(2)"], ["apple", "moon"], observe=True)   # ValueError("reason: detail") if unproven
+    row = prove(row, ["f(2)"], ["apple", "moon"], observe_calls=True)   # ValueError("reason: detail") if unproven
 """
 
 import ast
@@ -44,7 +45,7 @@ def split_exercise(tree, lines, fn):
     signature, docstring), `solution` (the body after the docstring), `text` = prompt + solution."""
     imports = [line for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))
                for line in lines[n.lineno - 1:n.end_lineno]]
-    # The one repair we make: imports that small models forget. `List[int]` with no typing import is the
+    # The only repair we make: imports that small models forget. `List[int]` with no typing import is the
     # commonest slip, then `math.sqrt` or `time.sleep` with no `import math`.
     imported = {a.asname or a.name for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom)) for a in n.names}
     bound = {a.arg for a in ast.walk(fn.args) if isinstance(a, ast.arg)} | {
@@ -55,7 +56,8 @@ def split_exercise(tree, lines, fn):
     if used & TYPING_NAMES:
         imports.insert(0, f"from typing import {', '.join(sorted(used & TYPING_NAMES))}")
     first = fn.decorator_list[0].lineno if fn.decorator_list else fn.lineno
-    prompt = ("\n".join(imports) + "\n\n\n" if imports else "") + "\n".join(lines[first - 1:fn.body[0].end_lineno]) + "\n"
+    head = "\n".join(imports) + "\n\n\n" if imports else ""
+    prompt = head + "\n".join(lines[first - 1:fn.body[0].end_lineno]) + "\n"
     solution = "\n".join(lines[fn.body[0].end_lineno:fn.end_lineno]) + "\n"
     return {"text": prompt + solution, "prompt": prompt, "solution": solution, "entry_point": fn.name,
             "n_examples": len(example_calls(fn))}
@@ -68,7 +70,7 @@ def entry_function(text, name):
 def calls_function(source, name):
     try:
         return any(isinstance(n, ast.Call) and getattr(n.func, "id", None) == name for n in ast.walk(ast.parse(source)))
-    except SyntaxError:
+    except (SyntaxError, ValueError):
         return False
 
 
@@ -127,9 +129,10 @@ def guesses(kind, words):
             None: ["3", "[3, 1, 2]", repr(a), "0"]}[kind]
 
 
-HINT_KINDS = [(r"(list|sequence|iterable|collection)\[str", "list[str]"), (r"(list|sequence|iterable|collection)", "list"),
-              (r"(dict|mapping|defaultdict|counter)", "dict"), (r"tuple", "tuple"), (r"(set|frozenset)", "set"),
-              (r"bool", "bool"), (r"float", "float"), (r"int", "int"), (r"str", "str")]
+HINT_KINDS = [(r"(list|sequence|iterable|collection)\[str", "list[str]"),
+              (r"(list|sequence|iterable|collection)", "list"), (r"(dict|mapping|defaultdict|counter)", "dict"),
+              (r"tuple", "tuple"), (r"(set|frozenset)", "set"), (r"bool", "bool"), (r"float", "float"),
+              (r"int", "int"), (r"str", "str")]
 
 
 def kind_of(annotation, default, name):

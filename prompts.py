@@ -195,7 +195,7 @@ def completion_prompt(p):
             f"hints and a docstring with examples.\n\n\ndef {p['function']}(")
 
 
-# Where an answer stops: a completion where the function ends (the next top-level block: the literal calls
-# the teacher writes under it are kept, they are inputs to run it on). Every token not generated is time saved.
-SIGNATURE_TOKENS = 64  # the first of two completion requests writes only the parameters of `def name(`
-STOPS = {"completion": ["\n```", "\ndef ", "\nclass ", "\n\n\n\n"], "exercises": [], "textbooks": []}
+# Where a completion stops: where the function ends, at the next top-level block. The literal calls a teacher
+# writes right under its function stay in (they are inputs to run it on); every token not generated is time saved.
+# A chat answer needs no stop: a textbook's prose goes on after its code, and an exercise ends with the answer.
+COMPLETION_STOPS = ["\n```", "\ndef ", "\nclass ", "\n\n\n\n"]

@@ -216,14 +216,16 @@ def synth_lines(kind, synth):
     last, ended = synth.get("this_run", {}), synth.get("ended") or "?"
     speed = (f" in {duration(last['seconds'])} ({last['kept_per_minute']:.1f} a minute)"
              if last.get("seconds") and last.get("kept_per_minute") is not None else "")
-    lines = [f"Synthetic {kind} (last run, ended: {'stopped by the time budget or Ctrl-C' if ended == 'interrupted' else ended}): "
-             f"teacher `{synth.get('model')}` kept {last.get('kept')}{speed}, rejected "
-             f"{sum((last.get('rejected') or {}).values())}: {json.dumps(last.get('rejected') or {})}."]
+    if ended == "interrupted":
+        ended = "stopped by the time budget or Ctrl-C"
+    rejected = last.get("rejected") or {}
+    lines = [f"Synthetic {kind} (last run, ended: {ended}): teacher `{synth.get('model')}` kept {last.get('kept')}"
+             f"{speed}, rejected {sum(rejected.values())}: {json.dumps(rejected)}."]
     sources = synth.get("examples_source")
     if sources:
-        lines.append(f"Exercise examples in the file: {sources.get('teacher', 0)} the teacher's own, verified by running "
-                     f"them; {sources.get('executed', 0)} observed by running the teacher's function on inputs "
-                     "(they show what the code does, not what the task asked for).")
+        lines.append(f"Exercise examples in the file: {sources.get('teacher', 0)} the teacher's own, verified by "
+                     f"running them; {sources.get('executed', 0)} observed by running the teacher's function on "
+                     "inputs (they show what the code does, not what the task asked for).")
     return lines
 
 

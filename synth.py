@@ -54,7 +54,7 @@ from tqdm import tqdm
 from exercises import calls_of, prove, split_exercise
 from llm import LLMError, add_llm_args, chat, complete
 from prepare import atomic_write, iter_jsonl
-from prompts import (AUDIENCES, CONSTRAINTS, PLACEHOLDERS, SIGNATURE_TOKENS, STOPS, STYLES, TOPICS, WORDS,
+from prompts import (AUDIENCES, COMPLETION_STOPS, CONSTRAINTS, PLACEHOLDERS, STYLES, TOPICS, WORDS,
                      completion_prompt, load_seed_docs, make_messages, sample_params, seeded)
 
 # ----------------------------------------------------------------------------
@@ -271,27 +271,15 @@ def ask(params, args, poster):
     """One request for row `params`: (reply, usage). With --completion the prompt is code for the teacher to
     continue, and the reply is that code: the prompt's `def name(` and what the teacher wrote after it."""
     settings = dict(api_base=args.api_base, model=args.model, api_key_env=args.api_key_env, session=poster,
-                    temperature=args.temperature, max_tokens=args.max_tokens, timeout=args.timeout, retries=args.retries)
+                    temperature=args.temperature, max_tokens=args.max_tokens, timeout=args.timeout,
+                    retries=args.retries)
     if args.repeat_penalty is not None:  # llama.cpp's own field; OpenAI's API rejects it
         settings["repeat_penalty"] = args.repeat_penalty
     if getattr(args, "completion", False):
-        return ask_completion(params, settings)
-    return chat(make_messages(params), **({"stop": STOPS[params["kind"]]} if STOPS[params["kind"]] else {}), **settings)
-
-
-def ask_completion(params, settings):
-    """An exercise as code to continue, in two requests: the teacher writes the signature after the prompt's
-    `def name(`, then the docstring and body after an opened docstring, so that every answer has one (a third
-    of SmolLM2's answers in one request had none). The reply is the code from `def name(` on."""
-    prompt = completion_prompt(params)
-    signature, usage = complete(prompt, stop=[":\n"], **{**settings, "max_tokens": SIGNATURE_TOKENS})
-    head = f"{signature}:\n    \"\"\""
-    try:
-        ast.parse(f"def f({head}\"\"\"")
-    except SyntaxError:  # no signature to go on with: the reply as it is, for the rejects file
-        return prompt[prompt.rindex("def "):] + signature, usage
-    text, more = complete(prompt + head, stop=STOPS["completion"], **settings)
-    return prompt[prompt.rindex("def "):] + head + text, {k: usage[k] + more[k] for k in usage}
+        prompt = completion_prompt(params)
+        text, usage = complete(prompt, stop=COMPLETION_STOPS, **settings)
+        return prompt[prompt.rindex("def "):] + text, usage
+    return chat(make_messages(params), **settings)
 
 
 def make_row(params, args, poster):
@@ -302,11 +290,11 @@ def make_row(params, args, poster):
         reply, u = ask(params, args, poster)
         usage = {k: usage[k] + u[k] for k in usage}
         try:
-            row = {**params, **(parse_textbook(reply) if params["kind"] == "textbooks" else exercise(reply, params, args))}
+            made = parse_textbook(reply) if params["kind"] == "textbooks" else exercise(reply, params, args)
         except ValueError as e:
             problem = str(e)
             continue
-        return params["id"], {**row, "model": args.model, "usage": usage}, None, usage, reply
+        return params["id"], {**params, **made, "model": args.model, "usage": usage}, None, usage, reply
     return params["id"], None, problem, usage, reply
 
 
@@ -441,7 +429,8 @@ def write_report(kind, stats, args, ended):
               "settings": settings, "ended": ended,
               "this_run": {**stats, "rejected": dict(stats["rejected"]),
                            "yield": round(stats["kept"] / tried, 4) if tried else None,
-                           "kept_per_minute": round(60 * stats["kept"] / stats["seconds"], 2) if stats["seconds"] else None,
+                           "kept_per_minute": round(60 * stats["kept"] / stats["seconds"], 2) if stats["seconds"]
+                           else None,
                            "cost_usd": round(cost(stats, args), 6)},
               **({"examples_source": dict(collections.Counter(r.get("examples_source") for r in rows))}
                  if kind == "exercises" else {}),

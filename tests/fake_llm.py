@@ -2,8 +2,9 @@
 fake_llm.py: a loopback chat-completions server for tests, with faults on demand.
 
 It speaks just enough of the OpenAI protocol (POST /v1/chat/completions and /v1/completions,
-GET /v1/models) for llm.chat(), llm.complete() and anything built on them, and it misbehaves the way real endpoints do,
-so that tests can prove a client survives rate limits, crashes, hangs and cut bodies.
+GET /v1/models) for llm.chat(), llm.complete() and anything built on them, and it misbehaves the
+way real endpoints do, so that tests can prove a client survives rate limits, crashes, hangs and
+cut bodies.
 
     from fake_llm import start, stop
     base_url, server = start(lambda messages, n: "hello", faults={1: "429", 2: "reset"})
@@ -13,9 +14,9 @@ so that tests can prove a client survives rate limits, crashes, hangs and cut bo
 
 `respond(messages, request_count) -> str` writes the assistant's answer (request_count is
 1-based and counts every request, faulty ones included). On /v1/completions `messages` is the
-prompt, a str. As a real server does, the answer is cut before the first of the request's `stop` strings. `faults` says which requests
-misbehave: a dict {request_count: fault}, a list (fault of request 1, 2, ...), or a callable
-request_count -> fault or None. The faults:
+prompt, a str. As a real server does, the answer is cut before the first of the request's `stop`
+strings. `faults` says which requests misbehave: a dict {request_count: fault}, a list (fault of
+request 1, 2, ...), or a callable request_count -> fault or None. The faults:
 
     "429"         HTTP 429 with Retry-After: <retry_after> (seconds; keep it 0 or 1 in tests)
     "500"         HTTP 500

@@ -33,19 +33,18 @@ VOCAB = ("alpha beta gamma delta list dict loop index value key graph node edge 
 
 def fake_teacher(messages, n):
     """A deterministic 'teacher': a valid answer derived from the prompt, so different prompts get
-    different rows. Every 7th chat answer is malformed, every 11th exercise has a wrong example, and the
-    completed functions named count_... or find_... raise, so validation has something to reject. Exercises use the drawn name.
-    As a completion (messages is the prompt, a str) it continues `def NAME(` as small models do: a
-    docstring without examples, then a call of the function under it."""
+    different rows. Every 7th chat answer is malformed, every 11th exercise has a wrong example, and
+    the completed functions named count_... or find_... raise, so validation has something to reject.
+    Exercises use the drawn name. As a completion (messages is the prompt, a str) it continues
+    `def NAME(` as small models do: a docstring without examples, then a call of the function under it."""
     prompt = messages if isinstance(messages, str) else messages[-1]["content"]
     h = hashlib.sha1(prompt.encode()).hexdigest()
     rng = random.Random(h)
     k, drawn = int(h[:4], 16), re.search(r"def (\w+)\(", prompt)
     name = drawn.group(1) if drawn else f"solve_{h[:8]}"
-    if isinstance(messages, str):  # the signature is asked for first, then the rest from an opened docstring
+    if isinstance(messages, str):
         body = "return undefined_name + 1 / 0" if name.startswith(("count_", "find_")) else f"return x + {k}"
-        rest = f'{prompt.splitlines()[0][:120]}"""\n    {body}\n\n\nprint({name}(4))\n'
-        return rest if prompt.endswith('"""') else 'x: int) -> int:\n    """' + rest
+        return f'x: int) -> int:\n    """{prompt.splitlines()[0][:120]}"""\n    {body}\n\n\nprint({name}(4))\n'
     if n % 7 == 0:
         return "I am sorry, I cannot help with that."
     if "exercise" in prompt:
@@ -91,8 +90,8 @@ def valid_row(row):
         assert len(examples) == row["n_examples"]
         for ex in examples:
             assert row["entry_point"] + "(" in ex.source and repr(eval(ex.source, env)) == ex.want.strip()
-    else:
-        assert "```python" in row["text"]
+    else:  # a fenced code block, with or without its language
+        assert re.search(r"^```(python|py|python3)?$", row["text"], re.M)
     return True
 
 
@@ -174,7 +173,8 @@ def test_exercises_are_proven_by_running_them():
     # Nothing to observe: a body that never returns a value is rejected, however it fails.
     for body, outcome in [("return undefined_name + 1 / 0", "raises NameError"), ("print(x)", "prints"),
                           ("x += 1", "returns None"), ("return object()", "shows a memory address"),
-                          ("return list(range(10 ** 3))", "value too long"), ("while True:\n        pass", "TimeoutError")]:
+                          ("return list(range(10 ** 3))", "value too long"),
+                          ("while True:\n        pass", "TimeoutError")]:
         with pytest.raises(ValueError, match=f"no example: 0 of .*{outcome}"):
             prove(exercise_row(body), [], ["apple"])
     with pytest.raises(ValueError, match="no example: 1 of 4 calls return a distinct value, 2 needed"):
@@ -191,7 +191,8 @@ def test_exercises_are_proven_by_running_them():
 def valid_exercise(row):
     """The row's docstring examples call its function and pass, run by doctest in a process of its own."""
     fn = ast.parse(row["text"]).body[-1]
-    assert all(row["entry_point"] + "(" in ex.source for ex in doctest.DocTestParser().get_examples(ast.get_docstring(fn)))
+    examples = doctest.DocTestParser().get_examples(ast.get_docstring(fn))
+    assert all(row["entry_point"] + "(" in ex.source for ex in examples)
     return exercises.run_programs([exercises.doctest_program(row)])[0]["passed"]
 
 
@@ -199,7 +200,8 @@ def test_arguments_from_the_signature():
     def calls(signature):
         return exercises.signature_calls(ast.parse(f"def {signature}:\n    pass").body[0], ["apple", "moon"], n=2)
     assert calls("f(xs: List[int], k: int = 2)") == ["f([3, 1, 2])", "f([])"]
-    assert calls("f(words: Sequence[str], *, sep: str)") == ["f(['apple', 'moon'], sep='apple')", "f([], sep='apple moon')"]
+    assert calls("f(words: Sequence[str], *, sep: str)") == \
+        ["f(['apple', 'moon'], sep='apple')", "f([], sep='apple moon')"]
     assert calls("f(name, count, data, price)") == ["f('apple', 3, [3, 1, 2], 2.5)", "f('apple moon', 0, [], 0.0)"]
     assert calls("f(table: Optional[Dict[str, int]], flag: bool, mystery)") == \
         ["f({'apple': 3, 'moon': 1}, True, 3)", "f({}, False, [3, 1, 2])"]
@@ -255,7 +257,8 @@ def test_1000_prompts_are_unique_and_cover_the_taxonomy():
         assert cov["topics"] == 1.0 and cov["subtopics"] >= 0.97, cov
         assert min(cov["audiences"], cov["styles"], cov["constraints"], cov["words"]) == 1.0, cov
     completions = [prompts.completion_prompt(p) for p in params]
-    assert len(set(completions)) == 1000 and all(c.endswith(f"\ndef {p['function']}(") for c, p in zip(completions, params))
+    assert len(set(completions)) == 1000
+    assert all(c.endswith(f"\ndef {p['function']}(") for c, p in zip(completions, params))
     assert prompts.sample_params("exercises", 7, 0) != prompts.sample_params("exercises", 8, 0)
 
 
@@ -352,11 +355,11 @@ def test_completions_with_executed_examples(tmp_path, fast_retries):
         run_synth("exercises", 12, out, url, "--completion", "--examples", "executed", "--min-examples", "2",
                   "--repeat-penalty", "1.0", "--attempts", "1")
         bodies = [r["body"] for r in server.requests]
-    assert all(b["prompt"].endswith(("(", '"""')) and b["repeat_penalty"] == 1.0 and b["stop"] for b in bodies)
-    assert [b["prompt"][-1] for b in bodies[:2]] == ["(", '"'] or [b["prompt"][-1] for b in bodies[:2]] == ["("] * 2
+    assert all(b["prompt"].endswith("(") and b["repeat_penalty"] == 1.0 and b["stop"] for b in bodies)
     rows = list(iter_jsonl(out))
     assert len(rows) == 12 and all(valid_row(r) and valid_exercise(r) for r in rows)
-    assert {r["examples_source"] for r in rows} == {"executed"} and all(">>> " + r["function"] + "(4)" in r["text"] for r in rows)
+    assert {r["examples_source"] for r in rows} == {"executed"}
+    assert all(">>> " + r["function"] + "(4)" in r["text"] for r in rows)  # the teacher's own call comes first
     reasons = [r["reason"] for r in iter_jsonl(str(out) + ".rejected.jsonl")]
     assert any("raises NameError" in r for r in reasons)  # the body that raises
     report = json.load(open(str(out) + ".report.json"))
@@ -382,7 +385,8 @@ def test_report_is_written_however_the_run_ends(tmp_path, how):
                                   capture_output=True, text=True, timeout=60)
             assert done.returncode == 124, done.stderr[-2000:]
         else:
-            proc = subprocess.Popen(cmd + ["--api-base", url], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            proc = subprocess.Popen(cmd + ["--api-base", url], cwd=ROOT, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.PIPE)
             deadline = time.time() + 60
             while time.time() < deadline and (not out.exists() or out.read_bytes().count(b"\n") < 3):
                 time.sleep(0.05)
@@ -467,7 +471,7 @@ def test_real_local_teacher(tmp_path):
     """`python llm.py serve` answers synth.py as run.sh asks it at the cpu scale. Exercises: within a budget
     (SIGINT, as run.sh's timeout), at least one is kept, and every kept one's docstring examples call its
     function and pass when Python's own doctest reruns them here, outside synth.py and its sandbox.
-    Textbooks: every answer is either a valid row or a counted reject (about 1 in 4 passes)."""
+    Textbooks: every answer is either a valid row or a counted reject (about half pass)."""
     port = _free_port()
     server = subprocess.Popen([sys.executable, os.path.join(ROOT, "llm.py"), "serve", "--port", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -483,21 +487,23 @@ def test_real_local_teacher(tmp_path):
             assert server.poll() is None and time.time() < deadline, "llm.py serve did not come up"
             time.sleep(0.3)
         out = tmp_path / "ex.jsonl"
-        done = subprocess.run(["timeout", "-s", "INT", "150", sys.executable, os.path.join(ROOT, "synth.py"), "exercises",
-                               "--n", "2", "--out", str(out), "--api-base", url, "--model", "smollm2", "--workers", "2",
-                               "--max-tokens", "384", "--completion", "--repeat-penalty", "1.0", "--examples",
-                               "executed", "--min-examples", "2"], cwd=ROOT, capture_output=True, text=True, timeout=200)
+        as_run_sh = ["--workers", "2", "--completion", "--repeat-penalty", "1.0", "--temperature", "0.5",
+                     "--max-tokens", "256", "--examples", "executed"]
+        done = subprocess.run(["timeout", "-s", "INT", "150", sys.executable, os.path.join(ROOT, "synth.py"),
+                               "exercises", "--n", "2", "--out", str(out), "--api-base", url, "--model", "smollm2",
+                               *as_run_sh], cwd=ROOT, capture_output=True, text=True, timeout=200)
         assert done.returncode in (0, 124), done.stderr[-2000:]
         report = json.load(open(str(out) + ".report.json"))
         rows = list(iter_jsonl(out))
         assert report["this_run"]["llm_errors"] == 0 and report["this_run"]["kept"] == len(rows) >= 1, report
         for k, row in enumerate(rows):
-            assert row["n_examples"] >= 2 and row["examples_source"] in ("teacher", "executed")
+            assert row["n_examples"] >= 1 and row["examples_source"] in ("teacher", "executed")
             examples = doctest.DocTestParser().get_examples(ast.get_docstring(ast.parse(row["text"]).body[-1]))
             assert len(examples) == row["n_examples"] and all(row["function"] + "(" in ex.source for ex in examples)
             (tmp_path / f"exercise_{k}.py").write_text(row["text"])
-            rerun = subprocess.run([sys.executable, "-I", "-m", "doctest", "-o", "ELLIPSIS", "-o", "NORMALIZE_WHITESPACE",
-                                    f"exercise_{k}.py"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+            rerun = subprocess.run([sys.executable, "-I", "-m", "doctest", "-o", "ELLIPSIS", "-o",
+                                    "NORMALIZE_WHITESPACE", f"exercise_{k}.py"], cwd=tmp_path, capture_output=True,
+                                   text=True, timeout=60)
             assert rerun.returncode == 0, row["text"] + rerun.stdout[-2000:]
 
         out = tmp_path / "t.jsonl"
