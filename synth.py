@@ -11,7 +11,7 @@ resumes where it stopped, and a rerun with a larger --n tops the file up.
     python llm.py serve --port 8080 &          # the local SmolLM2 teacher (or any other endpoint)
     python synth.py textbooks --n 200 --out data/textbooks.jsonl --workers 2 --repeat-penalty 1.0
     python synth.py exercises --n 200 --out data/exercises.jsonl --workers 2 --repeat-penalty 1.0 \
-        --completion --examples executed --min-examples 2      # the local teacher, as run.sh asks it
+        --completion --temperature 0.5 --max-tokens 256 --examples executed   # the local teacher, as run.sh asks
     python evaluate.py --decontaminate data/exercises.jsonl --out data/exercises.clean.jsonl  # before training
     python synth.py report data/textbooks.jsonl  # distinct n-grams, near duplicates, coverage
 
@@ -25,7 +25,7 @@ asked again on resume: delete that file to retry them). FILE.report.json says ho
 interrupted by Ctrl-C or run.sh's time budget, gave up, error) with its counts, speed, tokens, cost and
 settings, and the diversity report; it is written however the run ends.
 
-The local SmolLM2-135M teacher almost never writes exercises whose examples pass (0 of 50 answers, README),
+The local SmolLM2-135M teacher almost never writes exercises whose examples pass (0 of 49 answers, README),
 so run.sh asks it for code to complete from `def name(` (--completion), with llama.cpp's repeat penalty off
 (--repeat-penalty 1.0), and records the behaviour its functions show when run (--examples executed).
 """
