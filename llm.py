@@ -3,7 +3,8 @@ llm.py: one small client for any OpenAI-compatible chat-completions endpoint.
 
 synth.py (the teacher), filter.py and annotate.py (the annotator) and evaluate.py (the grader)
 all talk to their LLM through the functions below, which share one retrying post(). They work
-against OpenAI, vLLM, llama.cpp's server and Ollama, which all speak POST {api_base}/chat/completions.
+against OpenAI, vLLM, llama.cpp's server and Ollama, which all speak POST {api_base}/chat/completions;
+`complete()` sends a bare prompt to POST {api_base}/completions, for servers that have it.
 
     from llm import chat, embed, option_probabilities
     text, usage = chat([{"role": "user", "content": "Say hi"}],
@@ -109,10 +110,12 @@ def usage_of(data):
             "completion_tokens": int(usage.get("completion_tokens") or 0)}
 
 
-def message_text(data):
-    text = data["choices"][0]["message"]["content"]
+def answer_text(data):
+    """The text of a chat answer (choices[0].message.content) or of a plain completion (choices[0].text)."""
+    choice = data["choices"][0]
+    text = choice["message"]["content"] if "message" in choice else choice["text"]
     if not isinstance(text, str):
-        raise TypeError("content is not a string")
+        raise TypeError("the answer is not a string")
     return text
 
 
@@ -123,7 +126,17 @@ def chat(messages, api_base=DEFAULT_API_BASE, model=DEFAULT_MODEL, api_key=None,
     Retries as post() does; `extra` goes into the request body as it is (stop, seed, repeat_penalty ...).
     """
     body = {"model": model, "messages": messages, "temperature": temperature, "max_tokens": max_tokens, **extra}
-    text, data = post("/chat/completions", body, message_text, api_base, api_key, api_key_env, timeout, retries, session)
+    text, data = post("/chat/completions", body, answer_text, api_base, api_key, api_key_env, timeout, retries, session)
+    return text, usage_of(data)
+
+
+def complete(prompt, api_base=DEFAULT_API_BASE, model=DEFAULT_MODEL, api_key=None, api_key_env="OPENAI_API_KEY",
+             temperature=0.7, max_tokens=1024, timeout=120.0, retries=6, session=None, **extra):
+    """One plain text completion (POST {api_base}/completions): the model continues `prompt` as it is, with no
+    chat template around it. Small code models write code best this way (synth.py's exercises); chat-only
+    endpoints (most of OpenAI's models) do not have it. Returns (text, usage) and retries as post() does."""
+    body = {"model": model, "prompt": prompt, "temperature": temperature, "max_tokens": max_tokens, **extra}
+    text, data = post("/completions", body, answer_text, api_base, api_key, api_key_env, timeout, retries, session)
     return text, usage_of(data)
 
 

@@ -270,12 +270,7 @@ def section_funnel(run, done):
     if os.path.isfile(path):
         lines.append(annotation_labels(list(iter_jsonl(path))))
     for kind in ("textbooks", "exercises"):
-        synth = read_json(os.path.join(run, f"{kind}.jsonl.report.json"))
-        if synth:
-            last = synth.get("this_run", {})
-            lines.append(f"Synthetic {kind} (last run): teacher `{synth.get('model')}` kept {last.get('kept')}, "
-                         f"rejected {sum((last.get('rejected') or {}).values())}: "
-                         f"{json.dumps(last.get('rejected') or {})}.")
+        lines += synth_lines(kind, read_json(os.path.join(run, f"{kind}.jsonl.report.json")))
     return lines if lines[-1] == "" else lines + [""]
 
 
@@ -300,6 +295,26 @@ def auc_cell(check):
     if not check:
         return MISSING
     return f"{check['auc']:.2f} ({check['ci95'][0]:.2f}-{check['ci95'][1]:.2f}) | {check['positives']} / {check['negatives']}"
+
+
+def synth_lines(kind, synth):
+    """What synth.py's last run of `kind` did: how it ended, its speed, rejects by reason, whose examples."""
+    if not synth:
+        return []
+    last, ended = synth.get("this_run", {}), synth.get("ended") or "?"
+    speed = (f" in {duration(last['seconds'])} ({last['kept_per_minute']:.1f} a minute)"
+             if last.get("seconds") and last.get("kept_per_minute") is not None else "")
+    if ended == "interrupted":
+        ended = "stopped by the time budget or Ctrl-C"
+    rejected = last.get("rejected") or {}
+    lines = [f"Synthetic {kind} (last run, ended: {ended}): teacher `{synth.get('model')}` kept {last.get('kept')}"
+             f"{speed}, rejected {sum(rejected.values())}: {json.dumps(rejected)}."]
+    sources = synth.get("examples_source")
+    if sources:
+        lines.append(f"Exercise examples in the file: {sources.get('teacher', 0)} the teacher's own, verified by "
+                     f"running them; {sources.get('executed', 0)} observed by running the teacher's function on "
+                     "inputs (they show what the code does, not what the task asked for).")
+    return lines
 
 
 def section_forest(run, done):

@@ -49,7 +49,7 @@
 #   KEEP_TOKENS                 the share of the corpus's tokens the filter keeps, best first (0.17, the paper's 6B of 35B)
 #   N_TEXTBOOKS, N_EXERCISES, SYNTH_TOKENS, SYNTH_WORKERS   rows wanted, max tokens per answer, requests at once
 #   SYNTH_MINUTES               time budget of each synthetic set (cpu: 4; 0 = none): see synthesize below
-#   MIN_EXAMPLES                >>> examples an exercise must pass (1; 0 with the local teacher: see below)
+#   TEXTBOOK_ARGS, EXERCISE_ARGS   more synth.py flags for each kind: how the teacher is asked (see below)
 #   PHI_MODEL, BLOCK_SIZE, BATCH, MICRO_BATCH, PRETRAIN_ITERS, FINETUNE_ITERS, FINETUNE_BATCH, FINETUNE_BLOCK
 #   (the last two default to BATCH and BLOCK_SIZE),
 #   NPROC                       the student's training; NPROC > 1 runs train.py under torchrun
@@ -80,7 +80,7 @@ if [[ ${SMOKE:-0} == 1 ]]; then
 fi
 case $SCALE in
 cpu)  # <= 30 minutes on 2 cores, installs included (23 measured): the README says where the time goes
-    : "${N_ANNOTATE:=30}" "${ANNOTATE_CHARS:=1000}" "${N_TEXTBOOKS:=6}" "${N_EXERCISES:=6}" "${SYNTH_TOKENS:=384}"
+    : "${N_ANNOTATE:=30}" "${ANNOTATE_CHARS:=1000}" "${N_TEXTBOOKS:=6}" "${N_EXERCISES:=40}" "${SYNTH_TOKENS:=384}"
     : "${SYNTH_MINUTES:=4}" "${SYNTH_WORKERS:=2}" "${PHI_MODEL:=tiny}" "${BATCH:=8}" "${MICRO_BATCH:=8}"
     # 256-token windows: 76 of the 164 HumanEval prompts are longer than 128 tokens, 14 longer than 256, and a
     # model is given at most its context of a prompt. The few exercises fill no 256-token validation window,
@@ -154,9 +154,17 @@ fi
 FINETUNE_BLOCK=${FINETUNE_BLOCK:-$BLOCK_SIZE}
 API_BASE=${API_BASE:-$LOCAL_TEACHER}
 MODEL=${MODEL:-smollm2}
-# An exercise's docstring must show >>> examples that its solution passes. SmolLM2-135M almost never writes
-# them (README, synth.py), so with the local teacher a docstring and a solution that runs will do.
-MIN_EXAMPLES=${MIN_EXAMPLES:-$([[ $API_BASE == "$LOCAL_TEACHER" ]] && echo 0 || echo 1)}
+# How the teacher is asked: synth.py flags per kind, after the sizes above (the last of a repeated flag wins).
+# A real teacher writes exercises with >>> examples that must pass as they are. The local SmolLM2-135M almost never
+# writes passing ones (0 of 49 answers, README), so it writes code to complete from `def NAME(`, cooler (0.5) and
+# shorter (256 tokens), with llama.cpp's repeat_penalty off (its 1.1 default penalizes writing the function's name
+# again), and its functions are run to observe their examples: 9.6 kept exercises a minute here, not 2.9 (README).
+if [[ $API_BASE == "$LOCAL_TEACHER" ]]; then
+    : "${TEXTBOOK_ARGS:=--repeat-penalty 1.0}"
+    : "${EXERCISE_ARGS:=--completion --repeat-penalty 1.0 --temperature 0.5 --max-tokens 256 --examples executed}"
+fi
+read -r -a TEXTBOOK_ARGS <<< "${TEXTBOOK_ARGS:-}"
+read -r -a EXERCISE_ARGS <<< "${EXERCISE_ARGS:---examples teacher}"
 # A weak teacher's parsed answers are one class (SmolLM2-135M: "high" or nothing), so the local one is scored and
 # its labels ranked (annotate.py); other teachers give the paper's parsed labels.
 ANNOTATE_METHOD=${ANNOTATE_METHOD:-$([[ $API_BASE == "$LOCAL_TEACHER" ]] && echo score || echo answer)}
@@ -281,11 +289,10 @@ step filter python filter.py train-and-keep "${SOURCES[@]}" --annotations "$RUN/
 # teacher's answers are often rejected, so the budget can run out first: the step then goes on with the valid
 # rows it has (synth.py writes each as it comes), and fails only if there are none.
 synthesize() {
-    local kind=$1 n=$2 rc=0 rows
-    local strict=()
-    if [[ $kind == exercises ]]; then strict=(--min-examples "$MIN_EXAMPLES"); fi
+    local kind=$1 n=$2 rc=0 rows how=("${EXERCISE_ARGS[@]}")
+    if [[ $kind == textbooks ]]; then how=("${TEXTBOOK_ARGS[@]}"); fi
     timeout -s INT "${SYNTH_MINUTES}m" python synth.py "$kind" --n "$n" --max-tokens "$SYNTH_TOKENS" \
-        --workers "$SYNTH_WORKERS" --out "$RUN/$kind.jsonl" "${strict[@]}" "${TEACHER[@]}" || rc=$?
+        --workers "$SYNTH_WORKERS" --out "$RUN/$kind.jsonl" "${TEACHER[@]}" "${how[@]}" || rc=$?
     (( rc == 0 )) && return
     (( rc == 124 )) || exit "$rc"
     rows=0

@@ -3,41 +3,43 @@ synth.py: synthetic "textbooks" and "exercises" from any OpenAI-compatible LLM (
 
 phi-1's second data idea: about 1B tokens of GPT-3.5-written textbook sections (prose with worked
 code) and 180M tokens of exercises (a function signature with a docstring, then its solution).
-Its hard part is diversity, so every prompt here is assembled from random draws: a topic and
-subtopic from a built-in taxonomy, an audience, a style, a difficulty, random words to weave in
-and a coding constraint (the paper's "randomness in the prompt", as in TinyStories / Cosmopedia).
+Its hard part is diversity, so every prompt is assembled from random draws (prompts.py: a topic,
+an audience, a style, random words, a function name ...; the paper's "randomness in the prompt").
 Row i of seed s always gets the same prompt, so its id f"{kind}-{s}-{i}" is stable: a killed run
 resumes where it stopped, and a rerun with a larger --n tops the file up.
 
     python llm.py serve --port 8080 &          # the local SmolLM2 teacher (or any other endpoint)
-    python synth.py textbooks --n 200 --out data/textbooks.jsonl --workers 2
-    python synth.py exercises --n 200 --out data/exercises.jsonl --workers 2
+    python synth.py textbooks --n 200 --out data/textbooks.jsonl --workers 2 --repeat-penalty 1.0
+    python synth.py exercises --n 200 --out data/exercises.jsonl --workers 2 --repeat-penalty 1.0 \
+        --completion --temperature 0.5 --max-tokens 256 --examples executed   # the local teacher, as run.sh asks
     python decontaminate.py data/exercises.jsonl --out data/exercises.clean.jsonl  # before training
     python synth.py report data/textbooks.jsonl  # distinct n-grams, near duplicates, coverage
 
 A paid endpoint: --api-base https://api.openai.com/v1 --model gpt-4o-mini --rpm 500
---price-in 0.15 --price-out 0.60 (key in $OPENAI_API_KEY). Each row is one JSON line with `text`
-(what prepare.py reads) and its generation parameters. Answers that fail validation are never
-written to --out; they go to FILE.rejected.jsonl with the reason (paid for, so kept for reading,
-and not asked again on resume: delete that file to retry them). FILE.report.json gets the counts,
-tokens, cost and the diversity report at the end of each run.
+--price-in 0.15 --price-out 0.60 (key in $OPENAI_API_KEY); it writes exercises with its own >>> examples,
+which must pass (--examples teacher, the default). Each row is one JSON line with `text` (what prepare.py
+reads) and its generation parameters. Every kept exercise's examples call its function and pass in the
+sandbox, and `examples_source` says whose they are (exercises.py). Answers that fail validation are never
+written to --out; they go to FILE.rejected.jsonl with the reason (paid for, so kept for reading, and not
+asked again on resume: delete that file to retry them). FILE.report.json says how the run ended (done,
+interrupted by Ctrl-C or run.sh's time budget, gave up, error) with its counts, speed, tokens, cost and
+settings, and the diversity report; it is written however the run ends.
 
-The local SmolLM2-135M teacher is far too weak for strict exercises (0 of 92 answers passed here, see
-README): give it --min-examples 0 (a docstring and a solution that runs, the paper's bare definition of
-an exercise); about 1 answer in 4 then passes. Its textbooks pass about 1 time in 4 as they are.
+The local SmolLM2-135M teacher almost never writes exercises whose examples pass (0 of 49 answers, README),
+so run.sh asks it for code to complete from `def name(` (--completion), with llama.cpp's repeat penalty off
+(--repeat-penalty 1.0), and records the behaviour its functions show when run (--examples executed).
 """
 
 import argparse
 import ast
 import collections
 import concurrent.futures as cf
-import doctest
 import hashlib
 import itertools
 import json
 import os
-import random
 import re
+import signal
 import sys
 import textwrap
 import threading
@@ -49,139 +51,11 @@ import numpy as np
 import requests
 from tqdm import tqdm
 
-from evaluate import run_programs
-from llm import LLMError, add_llm_args, chat
+from exercises import calls_of, prove, split_exercise
+from llm import LLMError, add_llm_args, chat, complete
 from prepare import atomic_write, iter_jsonl
-
-# ----------------------------------------------------------------------------
-# Diversity by construction: the pieces a prompt is drawn from.
-
-TOPICS = {
-    "Python basics": ["variables and assignment", "numbers and arithmetic", "strings and f-strings",
-                      "booleans and comparisons", "if/elif/else", "while loops", "for loops and range",
-                      "truthiness and None"],
-    "Data structures": ["lists and slicing", "tuples and unpacking", "dictionaries", "sets",
-                        "stacks and queues with deque", "heaps with heapq", "linked lists",
-                        "dataclasses and namedtuples"],
-    "Functions": ["default and keyword arguments", "*args and **kwargs", "closures", "decorators",
-                  "recursion", "higher-order functions and lambda", "scope", "type hints"],
-    "Iteration": ["list comprehensions", "generators and yield", "the iterator protocol", "itertools",
-                  "enumerate and zip", "map, filter and reduce", "generator expressions", "lazy pipelines"],
-    "Object-oriented programming": ["classes and instances", "inheritance", "special methods",
-                                    "properties", "class and static methods", "abstract base classes",
-                                    "composition", "__slots__"],
-    "Strings and text": ["string methods", "regular expressions", "splitting and joining",
-                         "text alignment and formatting", "unicode and encodings", "tokenizing text",
-                         "palindromes and anagrams", "searching in text"],
-    "Sorting and searching": ["binary search", "insertion sort", "merge sort", "quicksort",
-                              "sorting with key functions", "two pointers", "sliding window",
-                              "finding the k-th smallest element"],
-    "Dynamic programming": ["memoization", "climbing stairs and Fibonacci", "knapsack",
-                            "longest common subsequence", "edit distance", "coin change",
-                            "backtracking", "divide and conquer"],
-    "Graphs and trees": ["binary trees", "tree traversals", "binary search trees", "breadth-first search",
-                         "depth-first search", "Dijkstra's shortest paths", "topological sort", "union-find"],
-    "Mathematics": ["prime numbers", "greatest common divisor", "modular arithmetic", "combinatorics",
-                    "matrices as nested lists", "number bases", "fractions", "mean, median and mode"],
-    "Errors and exceptions": ["try and except", "raising exceptions", "custom exception classes",
-                              "finally and cleanup", "assertions", "input validation", "context managers",
-                              "error messages"],
-    "Files and data formats": ["reading text files", "writing files", "pathlib", "JSON", "CSV",
-                               "bytes and binary data", "walking directories", "configuration files"],
-    "Standard library": ["collections.Counter", "collections.defaultdict", "datetime",
-                         "functools.lru_cache and partial", "the math module", "the random module",
-                         "the string module", "bisect"],
-    "Testing and debugging": ["unit tests", "doctests", "edge cases", "debugging with print and pdb",
-                              "test-driven development", "mocking", "invariants", "reading tracebacks"],
-    "Performance": ["big-O complexity", "profiling", "choosing a data structure", "caching",
-                    "avoiding quadratic loops", "lookup tables", "memory use", "streaming big data"],
-    "Concurrency": ["threads", "the GIL", "multiprocessing", "asyncio basics", "queues between workers",
-                    "locks and race conditions", "futures and executors", "timeouts and retries"],
-    "Data processing": ["grouping and aggregating", "filtering records", "joining two datasets",
-                        "parsing log lines", "cleaning messy data", "counting and histograms",
-                        "transposing tables", "batching and pagination"],
-    "Simulation and games": ["random walks", "dice and cards", "tic-tac-toe", "cellular automata",
-                             "bank accounts", "inventory systems", "queues at a shop", "grid puzzles"],
-    "Bits and encodings": ["binary representation", "bitwise operators", "bit masks", "checksums",
-                           "run-length encoding", "base64", "Caesar ciphers", "hash functions"],
-    "Software design": ["modules and packages", "naming and readability", "refactoring", "immutability",
-                        "protocols and duck typing", "dependency injection", "state machines",
-                        "command-line programs"],
-}
-AUDIENCES = ["complete beginners", "high-school students", "first-year computer science students",
-             "self-taught programmers", "data scientists", "programmers coming from Java",
-             "competitive programmers", "engineers preparing for interviews"]
-STYLES = {  # a textbook's voice; an exercise's framing
-    "textbooks": ["a formal textbook chapter", "a friendly tutorial built around an analogy",
-                  "a step-by-step walkthrough", "a problem first, then the idea that solves it",
-                  "a concise reference with examples", "a short story that teaches the idea",
-                  "lecture notes ending with a practice question", "a comparison of two approaches"],
-    "exercises": ["a real-world task", "a puzzle", "a data-cleaning task", "a game rule",
-                  "a scientific calculation", "a text-processing utility", "a money calculation",
-                  "an interview question"],
-}
-DIFFICULTIES = ["introductory", "easy", "medium", "hard"]
-CONSTRAINTS = ["uses a list comprehension", "uses a dict comprehension", "uses a set",
-               "handles an empty list", "handles negative numbers", "uses recursion", "uses a while loop",
-               "makes a single pass over the data", "uses a generator", "raises ValueError on invalid input",
-               "uses collections.Counter", "uses collections.defaultdict", "uses enumerate", "uses zip",
-               "uses sorted with a key function", "uses the itertools module", "needs no imports",
-               "returns a new object instead of changing its input", "uses early returns",
-               "runs in O(n log n) time or better", "uses a dictionary for memoization",
-               "ignores upper and lower case", "uses string slicing", "uses integer division and modulo"]
-WORDS = """apple anchor badger balloon bakery bicycle blanket bridge butterfly cactus camera candle canyon
-castle cherry cinema cloud comet compass cookie coral cottage crayon crystal desert diamond dolphin dragon
-drum eagle engine feather festival firefly forest fountain garden glacier guitar hammer harbor helmet
-honey island jacket jungle kettle kite ladder lantern lemon library lighthouse lion magnet maple market
-meadow mirror moon mountain museum mushroom needle nest ocean orchard owl paint parrot pebble pepper
-piano pirate planet pocket pumpkin puzzle quilt rabbit railway rainbow river robot rocket saddle sailor
-satellite school shell shovel snail snow spider sponge squirrel stadium station storm sugar sunflower
-telescope temple tiger tomato tower tractor treasure tunnel turtle umbrella valley violin volcano wagon
-wallet waterfall whale whistle window wizard wolf yarn zebra""".split()
-
-VERBS = ["count", "find", "sort", "group", "merge", "filter", "rank", "encode", "split", "match", "pair",
-         "schedule", "simulate", "total", "clean", "compress"]
-# The shape of an exercise, with placeholders rather than a real one: SmolLM2 handed a concrete example
-# back verbatim in 12 of 40 answers, and a placeholder name in 14 of 20. So the name is drawn too
-# (count_lantern, sort_comet ...: one more random seed for the task), and placeholders are caught.
-EXERCISE_SHAPE = '''```python
-def {name}(argument: type) -> type:
-    """What the function does, in one or two sentences.
-    >>> {name}(example_input)
-    expected_output
-    """
-    solution code
-```'''
-PLACEHOLDERS = ("What the function does", "example_input", "expected_output", "solution code")
-
-
-def sample_params(kind, seed, i):
-    """The random draws behind row i. Seeding with the string (kind, seed, i) makes row i's prompt
-    independent of every other row and of how many workers ran, so ids are stable across resumes."""
-    rng = random.Random(f"{kind}:{seed}:{i}")
-    topic = rng.choice(sorted(TOPICS))
-    return {"id": f"{kind}-{seed}-{i}", "kind": kind, "topic": topic, "subtopic": rng.choice(TOPICS[topic]),
-            "audience": rng.choice(AUDIENCES), "style": rng.choice(STYLES[kind]),
-            "difficulty": rng.choice(DIFFICULTIES), "words": rng.sample(WORDS, 3 if kind == "textbooks" else 2),
-            "constraint": rng.choice(CONSTRAINTS), "seed": seed, "index": i,
-            **({"function": f"{rng.choice(VERBS)}_{rng.choice(WORDS)}"} if kind == "exercises" else {})}
-
-
-def make_messages(p):
-    """The chat message for one row's draws. Short and direct: a 135M teacher loses the thread of long
-    instructions (with SmolLM2, a longer textbook prompt gave 0 usable answers in 12, this one 5 in 12)."""
-    if p["kind"] == "textbooks":
-        user = (f"Explain {p['subtopic']} ({p['topic']}) in Python to {p['audience']}, as {p['style']}, at "
-                f"{p['difficulty']} level. Mention {', '.join(p['words'])}. Include a short example in a "
-                f"```python code block whose code {p['constraint']}, and explain it.")
-    else:
-        user = (f"Write a Python exercise about {p['subtopic']} ({p['topic']}) for {p['audience']}, "
-                f"{p['difficulty']} level, themed on {' and '.join(p['words'])}: {p['style']}. "
-                f"The solution {p['constraint']}. Use only the standard library.\n"
-                f"Answer with one ```python block in this shape, with type hints and two examples whose "
-                f"results are exact:\n{EXERCISE_SHAPE.format(name=p['function'])}")
-    return [{"role": "user", "content": user}]
-
+from prompts import (AUDIENCES, COMPLETION_STOPS, CONSTRAINTS, PLACEHOLDERS, STYLES, TOPICS, WORDS,
+                     completion_prompt, load_seed_docs, make_messages, sample_params, seeded)
 
 # ----------------------------------------------------------------------------
 # Parsing: lenient in what we extract from a reply, strict in what we accept.
@@ -250,66 +124,43 @@ def _parses(code):
         return False
 
 
-TYPING_NAMES = {"Any", "Callable", "Deque", "DefaultDict", "Dict", "FrozenSet", "Generator", "Iterable",
-                "Iterator", "List", "Mapping", "Optional", "Sequence", "Set", "Tuple", "Union"}
-
-
-def parse_exercise(reply, min_examples=1):
-    """Split a reply into a HumanEval-style prompt (imports, signature, docstring with >>> examples)
-    and its solution (the body after the docstring). Everything else in the reply is dropped.
-    min_examples=0 also accepts a docstring without examples (the paper's exercises are "a docstring,
-    then its solution"; a 135M teacher almost never writes doctests)."""
-    candidates = [code for lang, code in fenced_blocks(reply) if lang in PYTHON_FENCES]
-    problem = "no function with a docstring" + (" holding >>> examples" if min_examples else "")
-    for code in candidates + [reply]:
+def code_blocks(reply):
+    """(tree, lines) of each part of a reply that parses as code: its python blocks, then the reply itself."""
+    for code in [code for lang, code in fenced_blocks(reply) if lang in PYTHON_FENCES] + [reply]:
         parsed = parse_prefix(code)
-        if parsed is None:
-            continue
-        tree, lines = parsed
-        fns = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
-               and ast.get_docstring(n) and (">>>" in ast.get_docstring(n) or not min_examples)]
+        if parsed is not None:
+            yield parsed
+
+
+def parse_exercise(reply, name=None):
+    """The exercise in a reply: the top-level function called `name` (any, if None; one with >>> examples
+    first) with a docstring and a body, as a HumanEval-style prompt and solution (exercises.split_exercise).
+    Everything else in the reply is dropped. Its examples are judged by running them (exercises.prove)."""
+    problem = "no function with a docstring"
+    for tree, lines in code_blocks(reply):
+        fns = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and ast.get_docstring(n)]
+        if name and fns and name not in [n.name for n in fns]:
+            problem = f"not the drawn name: {fns[0].name}() instead of {name}()"
+        fns = [n for n in fns if n.name == (name or n.name)]
         if not fns:
             continue
-        fn = max(fns, key=lambda n: ">>>" in ast.get_docstring(n))  # the first with examples, if any
-        examples = doctest.DocTestParser().get_examples(ast.get_docstring(fn))
+        fn = max(fns, key=lambda n: ">>>" in ast.get_docstring(n))
         if any(p in ast.get_source_segment("\n".join(lines), fn) for p in PLACEHOLDERS):
             problem = "copied the format skeleton"
-        elif len(examples) < min_examples:
-            problem = f"fewer than {min_examples} >>> examples"
-        elif examples and not any(fn.name in ex.source for ex in examples):
-            problem = "no example calls the function"
         elif all(isinstance(s, ast.Pass) or (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant))
                  for s in fn.body[1:]):
             problem = "empty solution"
         else:
-            return _split_exercise(tree, lines, fn, len(examples))
+            return split_exercise(tree, lines, fn)
     raise ValueError(problem)
 
 
-def _split_exercise(tree, lines, fn, n_examples):
-    imports = [line for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))
-               for line in lines[n.lineno - 1:n.end_lineno]]
-    # The one repair we make: `List[int]` with no typing import is the commonest slip of small models.
-    imported = {a.asname or a.name for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom)) for a in n.names}
-    missing = sorted({n.id for n in ast.walk(fn) if isinstance(n, ast.Name)} & TYPING_NAMES - imported)
-    if missing:
-        imports.insert(0, f"from typing import {', '.join(missing)}")
-    first = fn.decorator_list[0].lineno if fn.decorator_list else fn.lineno
-    prompt = ("\n".join(imports) + "\n\n\n" if imports else "") + "\n".join(lines[first - 1:fn.body[0].end_lineno]) + "\n"
-    solution = "\n".join(lines[fn.body[0].end_lineno:fn.end_lineno]) + "\n"
-    return {"text": prompt + solution, "prompt": prompt, "solution": solution,
-            "entry_point": fn.name, "n_examples": n_examples}
-
-
-def doctest_program(row):
-    """A program that runs the docstring's >>> examples against the solution, failing if any fails."""
-    fn = next(n for n in ast.parse(row["text"]).body if getattr(n, "name", None) == row["entry_point"])
-    return (row["text"] + "\n\nimport doctest as _doctest\n_out = []\n"
-            "_runner = _doctest.DocTestRunner(optionflags=_doctest.ELLIPSIS | _doctest.NORMALIZE_WHITESPACE)\n"
-            f"_test = _doctest.DocTestParser().get_doctest({ast.get_docstring(fn)!r}, dict(globals()), "
-            f"{row['entry_point']!r}, None, 0)\n"
-            "_runner.run(_test, out=_out.append)\n"
-            "assert not _runner.failures, ''.join(_out)[-400:]\n")
+def exercise(reply, params, args):
+    """The row of an exercise reply whose examples are proven by running them (exercises.prove), or ValueError."""
+    name = params["function"]
+    row = parse_exercise(reply, name)
+    calls = [c for tree, _ in code_blocks(reply) for c in calls_of(tree, name)]  # the teacher's inputs
+    return prove(row, calls, params["words"], args.examples == "executed", args.min_examples, args.sandbox_timeout)
 
 
 # ----------------------------------------------------------------------------
@@ -416,31 +267,34 @@ def limited_poster(rpm):
     return types.SimpleNamespace(post=post)
 
 
+def ask(params, args, poster):
+    """One request for row `params`: (reply, usage). With --completion the prompt is code for the teacher to
+    continue, and the reply is that code: the prompt's `def name(` and what the teacher wrote after it."""
+    settings = dict(api_base=args.api_base, model=args.model, api_key_env=args.api_key_env, session=poster,
+                    temperature=args.temperature, max_tokens=args.max_tokens, timeout=args.timeout,
+                    retries=args.retries)
+    if args.repeat_penalty is not None:  # llama.cpp's own field; OpenAI's API rejects it
+        settings["repeat_penalty"] = args.repeat_penalty
+    if getattr(args, "completion", False):
+        prompt = completion_prompt(params)
+        text, usage = complete(prompt, stop=COMPLETION_STOPS, **settings)
+        return prompt[prompt.rindex("def "):] + text, usage
+    return chat(make_messages(params), **settings)
+
+
 def make_row(params, args, poster):
     """Ask for one row, validate it, retry a bad answer up to --attempts times.
     Returns (id, row or None, why it failed, token usage of all attempts, last reply)."""
-    usage, problem, reply, flagged = {"prompt_tokens": 0, "completion_tokens": 0}, "no attempt", "", None
+    usage, problem, reply = {"prompt_tokens": 0, "completion_tokens": 0}, "no attempt", ""
     for _ in range(args.attempts):
-        reply, u = chat(make_messages(params), api_base=args.api_base, model=args.model,
-                        api_key_env=args.api_key_env, temperature=args.temperature, max_tokens=args.max_tokens,
-                        timeout=args.timeout, retries=args.retries, session=poster)
+        reply, u = ask(params, args, poster)
         usage = {k: usage[k] + u[k] for k in usage}
         try:
-            row = {**params, **(parse_textbook(reply) if params["kind"] == "textbooks" else
-                                parse_exercise(reply, args.min_examples))}
+            made = parse_textbook(reply) if params["kind"] == "textbooks" else exercise(reply, params, args)
         except ValueError as e:
             problem = str(e)
             continue
-        if params["kind"] == "exercises":
-            result = run_programs([doctest_program(row)], timeout=args.sandbox_timeout, workers=1)[0]
-            row["examples_pass"] = result["passed"]
-            if not result["passed"]:
-                problem = f"examples fail: {result['result']}; {result.get('stderr', '')[-300:]}"
-                flagged = row
-                continue
-        return params["id"], {**row, "model": args.model, "usage": usage}, None, usage, reply
-    if flagged and args.keep_failing:  # the issue's "drop or flag": flag, for teachers too weak to pass
-        return params["id"], {**flagged, "model": args.model, "usage": usage}, None, usage, reply
+        return params["id"], {**params, **made, "model": args.model, "usage": usage}, None, usage, reply
     return params["id"], None, problem, usage, reply
 
 
@@ -493,17 +347,21 @@ def generate(args):
     kind, out, rejects_path = args.cmd, args.out, args.out + ".rejected.jsonl"
     kept, done, index = resume(args)
     todo = (i for i in itertools.count() if f"{kind}-{args.seed}-{i}" not in done)
+    seed_docs = load_seed_docs(args.seed_from) if getattr(args, "seed_from", None) else None
     stats = {"kept": 0, "rejected": collections.Counter(), "llm_errors": 0, "prompt_tokens": 0,
              "completion_tokens": 0}
     poster, pool, pending = limited_poster(args.rpm), cf.ThreadPoolExecutor(args.workers), set()
     failures_in_a_row = errors_in_a_row = 0
     bar = tqdm(total=args.n, initial=min(kept, args.n), desc=f"{kind} -> {out}", unit="row")
+    start, ended = time.monotonic(), None
     try:
         with open(out, "a", encoding="utf-8") as f, open(rejects_path, "a", encoding="utf-8") as frej:
             while kept < args.n:
                 # Never more requests in flight than rows still missing: no money spent on extras.
                 while kept + len(pending) < args.n and len(pending) < args.workers:
-                    pending.add(pool.submit(make_row, sample_params(kind, args.seed, next(todo)), args, poster))
+                    params = sample_params(kind, args.seed, next(todo))
+                    params = seeded(params, seed_docs) if seed_docs else params
+                    pending.add(pool.submit(make_row, params, args, poster))
                 finished, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
                 for fut in finished:
                     try:
@@ -536,29 +394,47 @@ def generate(args):
                     stats["kept"] += 1
                     bar.update(1)
                     bar.set_postfix(rejected=sum(stats["rejected"].values()), cost=f"${cost(stats, args):.4f}")
-    except KeyboardInterrupt:  # rows written so far are safe; do not wait for requests in flight
-        bar.close()
-        print(f"interrupted with {kept} rows in {out}; rerun the same command to resume", file=sys.stderr)
-        os._exit(130)
-    finally:
+        ended = "done"
+    except KeyboardInterrupt:  # Ctrl-C, or run.sh's time budget (timeout -s INT): rows written so far are safe
+        ended = "interrupted"
+    except SystemExit as e:  # giving up on the endpoint or its answers
+        ended = f"gave up: {e}"
+        raise
+    except Exception as e:
+        ended = f"error: {type(e).__name__}: {e}"
+        raise
+    finally:  # the report, however the run ends
         pool.shutdown(wait=False, cancel_futures=True)
         bar.close()
-        write_report(kind, stats, args)
+        stats["seconds"] = round(time.monotonic() - start, 1)
+        write_report(kind, stats, args, ended)
+    if ended == "interrupted":
+        print(f"interrupted with {kept} rows in {out}; rerun the same command to resume", file=sys.stderr)
+        os._exit(130)  # at once: requests in flight may take minutes, and their threads would hold up exit
 
 
 def cost(stats, args):
     return (stats["prompt_tokens"] * args.price_in + stats["completion_tokens"] * args.price_out) / 1e6
 
 
-def write_report(kind, stats, args):
-    """FILE.report.json: this run's counts, yield, tokens and cost, and the diversity of the whole file."""
+def write_report(kind, stats, args, ended):
+    """FILE.report.json: how this run ended, its counts, yield, speed, tokens and cost, the request settings,
+    and the diversity of the whole file."""
     out = args.out
     tried = stats["kept"] + sum(stats["rejected"].values())
+    settings = {k: getattr(args, k, None) for k in ("temperature", "max_tokens", "repeat_penalty", "completion",
+                                                    "examples", "min_examples", "seed_from", "workers")}
+    rows = list(iter_jsonl(out)) if os.path.exists(out) else []
     report = {"file": out, "kind": kind, "model": args.model, "api_base": args.api_base, "seed": args.seed,
+              "settings": settings, "ended": ended,
               "this_run": {**stats, "rejected": dict(stats["rejected"]),
                            "yield": round(stats["kept"] / tried, 4) if tried else None,
+                           "kept_per_minute": round(60 * stats["kept"] / stats["seconds"], 2) if stats["seconds"]
+                           else None,
                            "cost_usd": round(cost(stats, args), 6)},
-              "diversity": diversity_report(iter_jsonl(out), kind)}
+              **({"examples_source": dict(collections.Counter(r.get("examples_source") for r in rows))}
+                 if kind == "exercises" else {}),
+              "diversity": diversity_report(rows, kind)}
     with atomic_write(out + ".report.json") as f:
         json.dump(report, f, indent=1)
     print(json.dumps(report, indent=1))
@@ -582,13 +458,25 @@ def main(argv=None):
         g.add_argument("--retries", type=int, default=6, help="HTTP retries per request (429/5xx/timeouts)")
         g.add_argument("--attempts", type=int, default=3, help="requests per row when answers fail validation")
         g.add_argument("--near-dup", type=float, default=0.8, help="MinHash Jaccard above which a row is dropped")
+        g.add_argument("--repeat-penalty", type=float, default=None,
+                       help="llama.cpp's repeat_penalty (it defaults to 1.1, which penalizes writing a function's "
+                            "name again: 1.0 turns it off); not sent unless given, as OpenAI's API rejects it")
+        if kind == "textbooks":
+            g.add_argument("--seed-from", metavar="JSONL",
+                           help="seed each prompt with a function or class drawn from this file's `text` rows "
+                                "(e.g. filter.py's kept.jsonl) instead of a taxonomy topic")
         if kind == "exercises":
-            g.add_argument("--sandbox-timeout", type=float, default=10.0, help="seconds to run the examples")
+            g.add_argument("--completion", action="store_true",
+                           help="POST /completions with a code prompt ending in `def NAME(` instead of a chat "
+                                "message: best for small code models (the local teacher); chat-only APIs lack it")
+            g.add_argument("--examples", choices=("teacher", "executed"), default="teacher",
+                           help="teacher (default): keep an exercise only if its own >>> examples pass; executed: "
+                                "else run the function on inputs and write what it returns as the examples "
+                                "(for weak teachers; rows say which in examples_source)")
             g.add_argument("--min-examples", type=int, default=1,
-                           help="docstring >>> examples required (default: %(default)s; 0 for weak teachers)")
-            g.add_argument("--keep-failing", action="store_true",
-                           help="write well-formed exercises whose examples fail, flagged examples_pass=false "
-                                "(for weak teachers; filter them before training). Default: drop them")
+                           help="examples that call the function and pass, at least 1 (default: %(default)s); "
+                                "with --examples executed, calls that return distinct values")
+            g.add_argument("--sandbox-timeout", type=float, default=10.0, help="seconds to run the examples")
         g.add_argument("--price-in", type=float, default=0.0, help="USD per 1M prompt tokens, for the cost estimate")
         g.add_argument("--price-out", type=float, default=0.0, help="USD per 1M completion tokens")
         g.add_argument("--give-up-rejects", type=int, default=200,
@@ -603,7 +491,22 @@ def main(argv=None):
     else:
         if args.n < 0 or args.workers < 1:
             parser.error("--n must be >= 0 and --workers >= 1")
-        generate(args)
+        if args.cmd == "exercises" and args.min_examples < 1:
+            parser.error("--min-examples must be >= 1: an exercise's examples are what proves it runs")
+        previous = {s: signal.signal(s, interrupt_once) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            generate(args)
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+
+def interrupt_once(signum, frame):
+    """Ctrl-C, `kill` and run.sh's `timeout -s INT` all end a run the same way, once: timeout(1) signals the
+    process and then its whole process group, and a second KeyboardInterrupt would cut the report short."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

