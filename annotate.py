@@ -68,8 +68,8 @@ PROMPTS = {  # the version string is part of the cache key: change it whenever t
 }
 # --method score asks after two worked examples, made up (no corpus or anchor file): a short lesson, high, and a
 # table, low. On the tune anchors they lifted the AUC of teacher_score from 0.59 to 0.98 for SmolLM2-135M; on the
-# test anchors, which no choice was made on, it is 0.61 (bench/bench_annotate.py, README). The examples come first, so
-# every request shares them as its prefix too.
+# test anchors, which no choice was made on, it is 0.61 (bench/bench_annotate.py, docs/filter.md). The examples come
+# first, so every request shares them as its prefix too.
 EXAMPLES = [('def factorial(n):\n    """Return n! = 1 * 2 * ... * n, for n >= 0."""\n    result = 1\n'
              '    for k in range(2, n + 1):  # multiply the numbers up to n, one at a time\n        result *= k\n'
              '    return result\n\n\nprint(factorial(5))  # 120\n', "high"),

@@ -40,7 +40,7 @@
 #   API_BASE, MODEL             the teacher: any OpenAI-compatible endpoint, key in $OPENAI_API_KEY (default:
 #                               the local SmolLM2 at http://127.0.0.1:8080/v1, started here when nothing answers)
 #   CODE_SOURCES                the raw code: prepare.py --source specs, space-separated (default: the stdlib)
-#   TEXTBOOK_SOURCES, EXERCISE_SOURCES   more data for the two bins, as they are (e.g. public stand-ins, README)
+#   TEXTBOOK_SOURCES, EXERCISE_SOURCES   more data for the two bins, as they are (e.g. public stand-ins, docs/data.md)
 #   N_ANNOTATE, ANNOTATE_CHARS  documents the teacher labels, and how much of each it reads
 #   ANNOTATE_METHOD             score: P(high) from the teacher's answer-token logprobs, labels by rank (the local
 #                               teacher); answer: the label parsed from its answer, as in the paper (any other teacher)
@@ -54,7 +54,7 @@
 #   (the last two default to BATCH and BLOCK_SIZE),
 #   NPROC                       the student's training; NPROC > 1 runs train.py under torchrun
 #   EVAL_LIMIT, EVAL_TOKENS     problems per benchmark (0 = all 164 + 500), max tokens per completion
-#   STOP_AFTER=STEP             stop once STEP is done (e.g. bins, to train on several nodes by hand: README)
+#   STOP_AFTER=STEP             stop once STEP is done (e.g. bins, to train on several nodes by hand: docs/recipe.md)
 #   SMOKE=1                     every step for real at the smallest size, in minutes (tests/test_run.py)
 # For example, a real teacher at cpu scale:
 #   OPENAI_API_KEY=... API_BASE=https://api.openai.com/v1 MODEL=gpt-4o-mini bash run.sh cpu
@@ -93,7 +93,7 @@ cpu)  # <= 30 minutes on 2 cores, installs included (23 measured): the README sa
     : "${ARMS:=raw base phi1}"
     # Pretrained embeddings do not fit here: SmolLM2's /v1/embeddings read 39-49 tokens/s on the 2-core machine
     # (busy with other work), about as fast as it reads prompts, and the keep step would embed the whole stdlib,
-    # 768k tokens at 512 per file: hours. The forest reads hashed n-grams instead (README, filter section).
+    # 768k tokens at 512 per file: hours. The forest reads hashed n-grams instead (docs/filter.md).
     : "${EMBED:=ngram}"
     PRETRAIN=(config/tiny_cpu.py --warmup_iters=$((PRETRAIN_ITERS / 10)) --eval_interval=$((PRETRAIN_ITERS / 4)))
     FINETUNE=(config/tiny_cpu.py config/finetune.py --learning_rate=2e-4 --warmup_iters=$((FINETUNE_ITERS / 10)))
@@ -136,7 +136,7 @@ paper)  # paper section 2: ~100k labelled files; 35B tokens filtered to ~6B; ~1B
     if (( ${#missing[@]} )); then
         echo "run.sh paper needs:" >&2
         printf '  %s\n' "${missing[@]}" >&2
-        echo "(README.md, 'Scaling up', says where to find them)" >&2
+        echo "(docs/recipe.md, 'Scaling up', says where to find them)" >&2
         exit 1
     fi ;;
 *)
@@ -156,9 +156,9 @@ API_BASE=${API_BASE:-$LOCAL_TEACHER}
 MODEL=${MODEL:-smollm2}
 # How the teacher is asked: synth.py flags per kind, after the sizes above (the last of a repeated flag wins).
 # A real teacher writes exercises with >>> examples that must pass as they are. The local SmolLM2-135M almost never
-# writes passing ones (0 of 49 answers, README), so it writes code to complete from `def NAME(`, cooler (0.5) and
+# writes passing ones (0 of 49 answers, docs/synth.md), so it writes code to complete from `def NAME(`, cooler (0.5) and
 # shorter (256 tokens), with llama.cpp's repeat_penalty off (its 1.1 default penalizes writing the function's name
-# again), and its functions are run to observe their examples: 9.6 kept exercises a minute here, not 2.9 (README).
+# again), and its functions are run to observe their examples: 9.6 kept exercises a minute here, not 2.9 (docs/synth.md).
 if [[ $API_BASE == "$LOCAL_TEACHER" ]]; then
     : "${TEXTBOOK_ARGS:=--repeat-penalty 1.0}"
     : "${EXERCISE_ARGS:=--completion --repeat-penalty 1.0 --temperature 0.5 --max-tokens 256 --examples executed}"
@@ -278,7 +278,7 @@ for s in annotate textbooks exercises; do
 done
 if [[ $EMBED == teacher ]] && wanted filter && ! done_ filter; then need_teacher; fi  # the forest's features
 # annotate also asks about the test anchor files (anchors.py), and filter reports whether the teacher's score and
-# the forest's separate them (README, filter section: at cpu scale the teacher's does not), and the report says so.
+# the forest's separate them (docs/filter.md: at cpu scale the teacher's does not), and the report says so.
 step annotate python filter.py annotate "${SOURCES[@]}" --n "$N_ANNOTATE" --max-chars "$ANNOTATE_CHARS" \
     --method "$ANNOTATE_METHOD" --out "$RUN/annotations.jsonl" "${TEACHER[@]}"
 step filter python filter.py train-and-keep "${SOURCES[@]}" --annotations "$RUN/annotations.jsonl" --out "$RUN/filter" \

@@ -25,7 +25,7 @@ asked again on resume: delete that file to retry them). FILE.report.json says ho
 interrupted by Ctrl-C or run.sh's time budget, gave up, error) with its counts, speed, tokens, cost and
 settings, and the diversity report; it is written however the run ends.
 
-The local SmolLM2-135M teacher almost never writes exercises whose examples pass (0 of 49 answers, README),
+The local SmolLM2-135M teacher almost never writes exercises whose examples pass (0 of 49 answers, docs/synth.md),
 so run.sh asks it for code to complete from `def name(` (--completion), with llama.cpp's repeat penalty off
 (--repeat-penalty 1.0), and records the behaviour its functions show when run (--examples executed).
 """

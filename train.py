@@ -22,7 +22,7 @@ weight decay 0.1, attention and residual dropout 0.1, fp16 with dynamic loss sca
     torchrun --standalone --nproc_per_node=2 train.py config/tiny_cpu.py
 
     # continue after a crash, a kill, Ctrl-C or a SIGTERM (which saves the step in flight first): the same
-    # command plus init_from=resume, the same run step for step (bit-exact on a CPU; README: on a GPU)
+    # command plus init_from=resume, the same run step for step (bit-exact on a CPU; docs/training.md: on a GPU)
     torchrun --nproc_per_node=8 train.py --init_from=resume
 
 Settings: `python train.py [config/FILE.py ...] [--key=value ...]`, later ones win; `--help` lists the keys.

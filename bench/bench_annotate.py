@@ -2,7 +2,7 @@
 bench_annotate.py: what the teacher's judgement costs, and whether it means anything (annotate.py, anchors.py).
 
     python llm.py serve --port 8091 &                               # the local teacher, SmolLM2-135M
-    python bench/bench_annotate.py --api-base http://127.0.0.1:8091/v1    # both parts: the README's figures
+    python bench/bench_annotate.py --api-base http://127.0.0.1:8091/v1    # both parts: the figures in docs/filter.md
     python bench/bench_annotate.py --api-base ... --part cost --docs 12
     python bench/bench_annotate.py --api-base ... --part prompts --variants score yes-no --json out.json
 

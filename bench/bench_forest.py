@@ -1,7 +1,7 @@
 """
 bench/bench_forest.py: forest.py's NumPy RandomForest side by side with scikit-learn's RandomForestClassifier.
 
-    python bench/bench_forest.py                       # the table for the README (~10 minutes on 2 cores)
+    python bench/bench_forest.py                       # the table for docs/filter.md (~10 minutes on 2 cores)
     python bench/bench_forest.py --repeats 1 --quick   # a smoke run
     python bench/bench_forest.py --json bench_forest.json
 

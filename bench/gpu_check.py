@@ -10,7 +10,7 @@ the next one runs. The JSON and the markdown are rewritten after every step, so 
   kernel_tests   python -m pytest -q tests/test_kernels.py on the GPU (TRITON_INTERPRET unset)
   resume         train.py on the tiny model, fp16, dropout 0.1, compiled, through our kernel: 30 steps
                  straight, then the same run stopped by SIGTERM after step 12 and resumed to 30. Equal logs?
-                 If not, how far apart (README, "exact resume on a GPU", says what to expect)
+                 If not, how far apart (docs/training.md, "exact resume on a GPU", says what to expect)
   train_bench    bench/bench_train.py: phi-1 and phi-1-small, fp16, compile on, Triton vs SDPA, micro-batch 8
                  x 2048 tokens: tokens/s, MFU, compile time, peak memory (compare with bench/memory.py)
   kernel_bench   python kernels/bench.py --json FILE --quick: our kernel against SDPA, dropout 0 and 0.1

@@ -2,7 +2,7 @@
 bench/memory.py: the GPU memory one rank needs to train phi-1 or phi-1-small, per micro-batch, with and
 without gradient checkpointing: computed, term by term, from the tensors a training step holds.
 
-    python bench/memory.py                            # the README's table: 2048 tokens, fp16, dropout 0.1
+    python bench/memory.py                            # the table in docs/training.md: 2048 tokens, fp16, dropout 0.1
     python bench/memory.py --micro-batch 8 16 32 --seq 1024
 
 A rank holds, at the peak of a step (the start of a micro-batch's backward, when the gradients already exist):

