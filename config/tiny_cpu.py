@@ -4,8 +4,8 @@
     python train.py config/tiny_cpu.py
     torchrun --standalone --nproc_per_node=2 train.py config/tiny_cpu.py   # the same, as DDP on gloo
 
-300 steps of 16 x 128 tokens (0.6M tokens). The 51,200-way output layer is about two fifths of a step's
-CPU time (docs/training.md).
+300 steps of 16 x 128 tokens (0.6M tokens). The 51,200-way output layer's matrix products set the
+speed on a CPU (docs/training.md).
 """
 data_dir = "data/stdlib"
 out_dir = "out/tiny"

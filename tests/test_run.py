@@ -81,6 +81,7 @@ def test_cpu_pipeline_end_to_end_then_skips_and_redoes(tmp_path):
             assert re.search(rf"^\| \*\*{arm}\*\* \|", experiment, re.M), arm
         assert "![the arms side by side](ablation.svg)" in experiment
         assert experiment.count("(filtered vs raw)") == experiment.count("(phi1 vs base)") == 2
+        assert "each arm is one run with one seed" in experiment and "second seed moved raw" in experiment
         assert "<rect" in (run / "ablation.svg").read_text()
         evaluated = json.loads((run / "eval" / "phi1-humaneval.json").read_text())
         assert len(evaluated["solution_loss_per_task"]) == 3 and "pass@1" in evaluated
