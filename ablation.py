@@ -17,8 +17,8 @@ comparison, which is why its interval is much narrower than the arms' separate i
   * above 0: worse;
   * it contains 0: no difference distinguishable from noise. Nothing more is claimed.
 The interval is over problems: it says whether two trained models differ. Each arm is one training run, and a
-second seed moves an arm's loss as well; at the cpu scale as much as the arms differ (SEED_NOISE below), so
-there the report says so beside the verdicts.
+second seed moves an arm's loss as well, at the cpu scale as much as the arms differ there (SEED_NOISE below),
+and the report says so beside the verdicts.
 pass@1 is compared the same way (per problem, passed or not), but only where an arm solves anything.
 """
 
@@ -170,7 +170,7 @@ def chart(path, arms, results, found):
 
 
 
-def section(run, arms, results, tokens):
+def section(run, arms, results, tokens, scale=None):
     """report.md's opening section: the table, the chart and one sentence per comparison."""
     if not results:
         return ["No arm has been evaluated yet (`eval/ARM-TASK.json`).", ""]
@@ -187,11 +187,12 @@ def section(run, arms, results, tokens):
         lines += ["- pass@1 is 0.0% for every arm on both benchmarks: at this scale it cannot tell the arms apart; "
                   "the solution loss still sees differences."]
     if found:
+        noise = (f"At this scale a second seed moved raw by {SEED_NOISE['humaneval']} nats on HumanEval and "
+                 f"{SEED_NOISE['mbpp']} on MBPP (measured, README)" if scale == "cpu" else
+                 "How far is not measured at this scale")
         lines += ["- The intervals cover which problems were asked, not how training went: each arm is one run with "
-                  "one seed, and another seed moves an arm's loss too. At the cpu scale a second seed moved raw by "
-                  f"{SEED_NOISE['humaneval']} nats on HumanEval and {SEED_NOISE['mbpp']} on MBPP (README), as much "
-                  "as the arms differ there; a difference no larger than that shows that two trained models differ, "
-                  "not that their data does."]
+                  f"one seed, and another seed moves an arm's loss too. {noise}; a difference no larger than that "
+                  "shows that two trained models differ, not that their data does."]
     if len(found) > 1:
         lines += [f"- Each interval is 95% on its own: of {len(found)} comparisons, about one in twenty would "
                   "exclude 0 by chance alone, so a lone borderline difference is weak evidence."]

@@ -238,7 +238,8 @@ def section_ablation(run, done):
     """The arms compared (ablation.py): the table, the chart, and a sentence per comparison."""
     arms = arms_of(run)
     results = {a: {t: r for t in TASKS if (r := eval_report(run, a, t))} for a in arms}
-    lines = ablation.section(run, arms, {a: r for a, r in results.items() if r}, {a: tokens_seen(run, a) for a in arms})
+    lines = ablation.section(run, arms, {a: r for a, r in results.items() if r}, {a: tokens_seen(run, a) for a in arms},
+                             settings_of(run).get("scale"))
     metrics, _ = forest_metrics(run)
     if metrics and metrics.get("verdict") and {"filtered", "base", "phi1"} & set(arms):
         # what the filter behind filtered and base is worth, so that no one reads more into those arms than it allows
