@@ -2,6 +2,10 @@
 ablation.py: the paper's experiment read off a run.sh run, and a verdict on each difference: real, or noise?
 
     python report.py runs/cpu          # report.md opens with section() below; ablation.svg is its chart
+    python ablation.py A.json B.json   # any two evaluate.py --solution-loss reports of one task, compared the same way
+
+The second form is how the README's training-noise figure was measured: an arm trained again with another seed
+(train.py --seed=2), evaluated, and compared with the first.
 
 phi-1's central claim is a comparison at equal compute (paper section 2, Figure 2.1; the 350M ablation of
 section 3.2): the same model, trained for the same number of tokens on different data, does better on textbook-
@@ -22,6 +26,8 @@ and the report says so beside the verdicts.
 pass@1 is compared the same way (per problem, passed or not), but only where an arm solves anything.
 """
 
+import argparse
+import json
 import math
 import os
 
@@ -197,3 +203,28 @@ def section(run, arms, results, tokens, scale=None):
         lines += [f"- Each interval is 95% on its own: of {len(found)} comparisons, about one in twenty would "
                   "exclude 0 by chance alone, so a lone borderline difference is weak evidence."]
     return lines + [""]
+
+
+def compare_files(path_a, path_b):
+    """The verdict on two evaluate.py reports of the same task, named by their files."""
+    reports = []
+    for path in (path_a, path_b):
+        with open(path) as f:
+            r = json.load(f)
+        if "solution_loss_per_task" not in r or r.get("task") not in TASKS:
+            raise SystemExit(f"ablation.py: {path} is not an evaluate.py --solution-loss report of "
+                             f"{' or '.join(TASKS)}")
+        reports.append(r)
+    if reports[0]["task"] != reports[1]["task"]:
+        raise SystemExit(f"ablation.py: {path_a} is {reports[0]['task']}, {path_b} is {reports[1]['task']}")
+    return verdict({"a": path_a, "b": path_b, "what": "problem by problem", "task": reports[0]["task"],
+                    "loss": paired_difference(*(r["solution_loss_per_task"] for r in reports))})
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="Compare two evaluate.py --solution-loss reports problem by "
+                                     "problem: the mean difference A - B, its bootstrap 95% CI, and the verdict.")
+    parser.add_argument("a", help="report A (JSON)")
+    parser.add_argument("b", help="report B (JSON), of the same task")
+    args = parser.parse_args()
+    print(compare_files(args.a, args.b))

@@ -92,3 +92,23 @@ def test_samples_and_solution_loss_in_one_report(tmp_path):
     assert report["pass@1"] == 0.0 and report["samples"] == 3 and len(report["solution_loss_per_task"]) == 3
     with pytest.raises(SystemExit):  # a loss needs a model
         evaluate.main(["--task", "humaneval", "--data-dir", str(DATA), "--solution-loss", "--out", str(out)])
+
+
+def test_two_reports_compared_from_the_command_line(tmp_path):
+    """ablation.py A.json B.json: the paired verdict on any two --solution-loss reports; mismatches refused."""
+    import subprocess
+    import sys
+    rng = np.random.default_rng(2)
+    hardness = rng.normal(3.0, 1.0, 100)
+    for name, shift, task in (("a", 0.0, "mbpp"), ("b", 0.2, "mbpp"), ("c", 0.0, "humaneval")):
+        losses = {f"Mbpp/{i}": float(v) for i, v in enumerate(hardness + shift + rng.normal(0, 0.02, 100))}
+        (tmp_path / f"{name}.json").write_text(json.dumps({"task": task, "solution_loss_per_task": losses}))
+    run = lambda *files: subprocess.run([sys.executable, "ablation.py", *[str(tmp_path / f) for f in files]],
+                                        capture_output=True, text=True)
+    p = run("a.json", "b.json")
+    assert p.returncode == 0 and p.stdout.startswith("MBPP, problem by problem") and "< " in p.stdout, p.stderr
+    assert "predicts the reference solutions better" in p.stdout
+    p = run("a.json", "a.json")
+    assert "no difference distinguishable from noise" in p.stdout
+    p = run("a.json", "c.json")
+    assert p.returncode != 0 and "is mbpp" in p.stderr and "is humaneval" in p.stderr
