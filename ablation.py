@@ -209,9 +209,12 @@ def compare_files(path_a, path_b):
     """The verdict on two evaluate.py reports of the same task, named by their files."""
     reports = []
     for path in (path_a, path_b):
-        with open(path) as f:
-            r = json.load(f)
-        if "solution_loss_per_task" not in r or r.get("task") not in TASKS:
+        try:
+            with open(path, encoding="utf-8") as f:
+                r = json.load(f)
+        except (OSError, ValueError) as e:
+            raise SystemExit(f"ablation.py: cannot read {path}: {e}")
+        if not isinstance(r, dict) or "solution_loss_per_task" not in r or r.get("task") not in TASKS:
             raise SystemExit(f"ablation.py: {path} is not an evaluate.py --solution-loss report of "
                              f"{' or '.join(TASKS)}")
         reports.append(r)

@@ -243,7 +243,7 @@ def section_ablation(run, done):
     metrics, _ = forest_metrics(run)
     if metrics and metrics.get("verdict") and {"filtered", "base", "phi1"} & set(arms):
         # what the filter behind filtered and base is worth, so that no one reads more into those arms than it allows
-        lines[-1:-1] = [f"- The filter behind the filtered and base arms: {metrics['verdict'][-1].removeprefix('So ')} (Forest section)"]
+        lines[-1:-1] = [f"- The filter behind the filtered and base arms (Forest section). {metrics['verdict'][-1]}"]
     return lines
 
 

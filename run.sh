@@ -87,7 +87,8 @@ cpu)  # <= 40 minutes on 2 cores with 3 arms, installs included: the README says
     # so finetuning uses 128 (the model keeps its 256-token context).
     : "${BLOCK_SIZE:=256}" "${FINETUNE_BLOCK:=128}"
     # 150 steps of 8 x 256 tokens per arm (307k tokens), two arms from scratch: the CPU, not the code, sets this.
-    # lm_head's three matrix products are 80 GFLOP a step, about 0.86 s of a 1.2 s step here (docs/training.md).
+    # lm_head's three matrix products are 80 GFLOP a step: 0.86 s timed alone, where a step takes 1.2 s here
+    # (docs/training.md).
     : "${PRETRAIN_ITERS:=150}" "${FINETUNE_ITERS:=60}" "${NPROC:=1}" "${EVAL_LIMIT:=0}" "${EVAL_TOKENS:=128}"
     : "${EVAL_BATCH:=32}" "${VAL_FRACTION:=0.1}"
     # filtered is left out for time: its labels come from a teacher whose judgement is noise at this scale (the

@@ -112,3 +112,5 @@ def test_two_reports_compared_from_the_command_line(tmp_path):
     assert "no difference distinguishable from noise" in p.stdout
     p = run("a.json", "c.json")
     assert p.returncode != 0 and "is mbpp" in p.stderr and "is humaneval" in p.stderr
+    p = run("a.json", "missing.json")
+    assert p.returncode != 0 and p.stderr.startswith("ablation.py: cannot read") and "Traceback" not in p.stderr
